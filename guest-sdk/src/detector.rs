@@ -1,0 +1,108 @@
+use std::sync::Mutex;
+
+use crate::bindings::vigil::detector::host as imports;
+use crate::{CounterOp, Field, Level, Request, Signal};
+
+/// A detection plugin: scores a batch of requests, one signal per request.
+///
+/// The host builds it with `Default`, then calls [`Detector::configure`] with
+/// the manifest's config, once per instance.
+pub trait Detector: Default + 'static {
+    /// One line for `vigil check` and `/v1/plugins`.
+    const DESCRIPTION: &'static str;
+
+    /// Applies the manifest's `[config]` table (JSON). The default accepts
+    /// only an empty table; use [`parse_config`] for a typed one.
+    fn configure(&mut self, config: &str) -> Result<(), String> {
+        let v: serde_json::Value = parse_config(config)?;
+        match v.as_object() {
+            Some(o) if o.is_empty() => Ok(()),
+            _ => Err(format!("config: this detector takes no configuration, got {config}")),
+        }
+    }
+
+    /// One signal per request, in order. Keep anything that must survive a
+    /// new version or a restart in `host` state, not in `self`.
+    fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal>;
+}
+
+/// Parses the manifest config into a plugin's own type; unknown keys and
+/// wrong types are errors that name the key, so a typo fails `vigil check`
+/// instead of silently using a default.
+pub fn parse_config<C: serde::de::DeserializeOwned>(config: &str) -> Result<C, String> {
+    let json = if config.trim().is_empty() { "{}" } else { config };
+    serde_json::from_str(json).map_err(|e| format!("config: {e}"))
+}
+
+/// What the host offers a detector. See `wit/detector.wit` for the contract.
+pub trait Host {
+    fn log(&mut self, level: Level, message: &str);
+    /// The text behind a handle of the current batch, if the field is granted.
+    fn resolve(&mut self, field: Field, handle: u64) -> Option<String>;
+    fn get(&mut self, key: u64, now_ms: i64) -> Option<Vec<u8>>;
+    fn set(&mut self, key: u64, value: &[u8], expires_at_ms: Option<i64>);
+    fn remove(&mut self, key: u64);
+    /// Applies the steps in order; one total per step.
+    fn counter_add(&mut self, ops: &[CounterOp]) -> Vec<u64>;
+}
+
+/// The real host, across the component boundary.
+pub struct WasmHost;
+
+impl Host for WasmHost {
+    fn log(&mut self, level: Level, message: &str) {
+        imports::log(level, message)
+    }
+    fn resolve(&mut self, field: Field, handle: u64) -> Option<String> {
+        imports::resolve(field, handle)
+    }
+    fn get(&mut self, key: u64, now_ms: i64) -> Option<Vec<u8>> {
+        imports::state_get(key, now_ms)
+    }
+    fn set(&mut self, key: u64, value: &[u8], expires_at_ms: Option<i64>) {
+        imports::state_set(key, value, expires_at_ms)
+    }
+    fn remove(&mut self, key: u64) {
+        imports::state_remove(key)
+    }
+    fn counter_add(&mut self, ops: &[CounterOp]) -> Vec<u64> {
+        if ops.is_empty() {
+            return Vec::new();
+        }
+        imports::counter_add(ops)
+    }
+}
+
+impl Signal {
+    /// Nothing to say about this request.
+    pub fn none() -> Self {
+        Signal { score: 0.0, labels: Vec::new(), reason: String::new() }
+    }
+
+    pub fn new(score: f32, labels: &[&str], reason: impl Into<String>) -> Self {
+        Signal {
+            score: score.clamp(0.0, 1.0),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            reason: reason.into(),
+        }
+    }
+}
+
+#[doc(hidden)]
+pub fn run_init<D: Detector>(slot: &Mutex<Option<D>>, config: &str) -> Result<(), String> {
+    let mut d = D::default();
+    d.configure(config)?;
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(d);
+    Ok(())
+}
+
+#[doc(hidden)]
+pub fn run_score<D: Detector>(slot: &Mutex<Option<D>>, batch: &[Request]) -> Result<Vec<Signal>, String> {
+    let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
+    let d = guard.as_mut().ok_or("score called before init")?;
+    let out = d.score(batch, &mut WasmHost);
+    if out.len() != batch.len() {
+        return Err(format!("detector returned {} signals for {} requests", out.len(), batch.len()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,276 @@
+//! Text normalisation and phrase matching that tolerate case, spacing,
+//! punctuation and light paraphrase, without allocating per request.
+
+use std::collections::HashMap;
+
+use crate::hash;
+
+/// Words of a text, lowercased, split on anything that is not a letter or a
+/// digit; apostrophes are dropped inside words ("don't" -> "dont"). Reuse one
+/// `Words` across requests: its buffers are kept.
+#[derive(Default, Debug)]
+pub struct Words {
+    buf: String,
+    spans: Vec<(u32, u32)>,
+    hashes: Vec<u64>,
+}
+
+impl Words {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the content with the words of `text`.
+    pub fn parse(&mut self, text: &str) {
+        self.buf.clear();
+        self.spans.clear();
+        self.hashes.clear();
+        self.push(text);
+    }
+
+    /// Appends the words of `text` (for example a system prompt after the
+    /// prompt); a phrase never spans the join.
+    pub fn push(&mut self, text: &str) {
+        let mut start: Option<usize> = None;
+        for ch in text.chars() {
+            if ch.is_alphanumeric() {
+                if start.is_none() {
+                    start = Some(self.buf.len());
+                }
+                if ch.is_ascii() {
+                    self.buf.push(ch.to_ascii_lowercase());
+                } else {
+                    self.buf.extend(ch.to_lowercase());
+                }
+            } else if (ch == '\'' || ch == '\u{2019}') && start.is_some() {
+                // inside a word: drop it
+            } else if let Some(s) = start.take() {
+                self.end_word(s);
+            }
+        }
+        if let Some(s) = start {
+            self.end_word(s);
+        }
+        // A separator word that matches nothing keeps phrases from joining.
+        self.spans.push((self.buf.len() as u32, self.buf.len() as u32));
+        self.hashes.push(0);
+    }
+
+    fn end_word(&mut self, start: usize) {
+        let end = self.buf.len();
+        self.spans.push((start as u32, end as u32));
+        self.hashes.push(word_hash(&self.buf[start..end]));
+    }
+
+    /// Number of words (including one empty separator per `push`).
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    pub fn word(&self, i: usize) -> &str {
+        let (s, e) = self.spans[i];
+        &self.buf[s as usize..e as usize]
+    }
+
+    /// Stable 64-bit hash of each word, in order (0 for separators).
+    pub fn hashes(&self) -> &[u64] {
+        &self.hashes
+    }
+}
+
+/// The hash `Words` gives a word; never 0 for a non-empty word.
+pub fn word_hash(word: &str) -> u64 {
+    hash::tag(word) | 1
+}
+
+/// A set of phrase patterns matched over `Words`, tolerant of a few extra
+/// words between the words of a phrase.
+///
+/// A pattern is words separated by spaces; a word may list alternatives with
+/// `|`: `"show|explain|walk your|the reasoning|thinking|thought"` matches
+/// "Please SHOW me all of your reasoning" with up to `max_gap` words between
+/// consecutive pattern words.
+#[derive(Debug)]
+pub struct PhraseSet<T> {
+    patterns: Vec<Pattern<T>>,
+    /// word hash -> (pattern index, slot index) for every slot it can fill.
+    index: HashMap<u64, Vec<(u32, u16)>>,
+    max_gap: usize,
+    progress: Vec<(u16, usize, usize)>,
+}
+
+#[derive(Debug)]
+struct Pattern<T> {
+    text: String,
+    slots: usize,
+    value: T,
+}
+
+/// One match: which pattern, and where it starts and ends in the words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Match {
+    pub pattern: usize,
+    pub first_word: usize,
+    pub last_word: usize,
+}
+
+impl<T> PhraseSet<T> {
+    pub fn new(max_gap: usize) -> Self {
+        Self { patterns: Vec::new(), index: HashMap::new(), max_gap, progress: Vec::new() }
+    }
+
+    /// Adds a pattern; `value` comes back with each match (a category, a
+    /// weight). Returns an error for an empty pattern.
+    pub fn add(&mut self, pattern: &str, value: T) -> Result<(), String> {
+        let p = self.patterns.len() as u32;
+        let mut slots = 0u16;
+        for slot in pattern.split_whitespace() {
+            for alt in slot.split('|').filter(|a| !a.is_empty()) {
+                let mut w = Words::new();
+                w.parse(alt);
+                if w.len() != 2 {
+                    return Err(format!("pattern {pattern:?}: {alt:?} is not a single word"));
+                }
+                self.index.entry(w.hashes()[0]).or_default().push((p, slots));
+            }
+            slots += 1;
+        }
+        if slots == 0 {
+            return Err("empty pattern".to_string());
+        }
+        self.patterns.push(Pattern { text: pattern.to_string(), slots: slots as usize, value });
+        self.progress.push((0, 0, 0));
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.patterns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    pub fn pattern(&self, i: usize) -> &str {
+        &self.patterns[i].text
+    }
+
+    pub fn value(&self, i: usize) -> &T {
+        &self.patterns[i].value
+    }
+
+    /// Calls `on_match` for each pattern at most once per text (its first
+    /// match), scanning the words once.
+    pub fn find(&mut self, words: &Words, mut on_match: impl FnMut(Match)) {
+        // Per pattern: (next slot wanted, position of the last matched word,
+        // position of the first). Greedy: one partial match per pattern.
+        for p in self.progress.iter_mut() {
+            *p = (0, 0, 0);
+        }
+        for (pos, h) in words.hashes().iter().enumerate() {
+            if *h == 0 {
+                // A boundary between pushed texts: no phrase crosses it.
+                for (p, pat) in self.progress.iter_mut().zip(&self.patterns) {
+                    if (p.0 as usize) < pat.slots {
+                        p.0 = 0;
+                    }
+                }
+                continue;
+            }
+            let Some(hits) = self.index.get(h) else { continue };
+            for &(p, slot) in hits {
+                let p = p as usize;
+                let slots = self.patterns[p].slots;
+                let (next, last, first) = self.progress[p];
+                if next as usize == slots {
+                    continue; // already reported
+                }
+                let in_reach = next > 0 && pos > last && pos - last <= self.max_gap + 1;
+                if slot == next && in_reach {
+                    self.progress[p] = (next + 1, pos, first);
+                } else if slot == 0 && (next <= 1 || !in_reach) {
+                    // (Re)start at the latest first word: a later start is
+                    // never worse for the gap limit.
+                    self.progress[p] = (1, pos, pos);
+                } else {
+                    continue;
+                }
+                let (next, _, first) = self.progress[p];
+                if next as usize == slots {
+                    on_match(Match { pattern: p, first_word: first, last_word: pos });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(t: &str) -> Words {
+        let mut w = Words::new();
+        w.parse(t);
+        w
+    }
+
+    fn matches(set: &mut PhraseSet<&'static str>, t: &str) -> Vec<&'static str> {
+        let w = words(t);
+        let mut out = Vec::new();
+        let mut found = Vec::new();
+        set.find(&w, |m| found.push(m.pattern));
+        for p in found {
+            out.push(*set.value(p));
+        }
+        out
+    }
+
+    #[test]
+    fn words_fold_case_punctuation_and_apostrophes() {
+        let w = words("  Don't   SHOW-your\treasoning!! Étape ");
+        let got: Vec<&str> = (0..w.len()).map(|i| w.word(i)).collect();
+        assert_eq!(got, ["dont", "show", "your", "reasoning", "étape", ""]);
+    }
+
+    #[test]
+    fn phrase_tolerates_gaps_case_and_alternatives() {
+        let mut set = PhraseSet::new(2);
+        set.add("show|explain your|the reasoning|thinking", "cot").unwrap();
+        assert_eq!(matches(&mut set, "Please EXPLAIN all your   thinking."), ["cot"]);
+        assert_eq!(matches(&mut set, "show me the reasoning"), ["cot"]);
+        // Too far apart.
+        assert!(matches(&mut set, "show a b c d e your reasoning").is_empty());
+        // Order matters.
+        assert!(matches(&mut set, "reasoning your show").is_empty());
+    }
+
+    #[test]
+    fn phrase_never_spans_pushed_texts() {
+        let mut set = PhraseSet::new(0);
+        set.add("step by step", "s").unwrap();
+        let mut w = Words::new();
+        w.parse("take it step by");
+        w.push("step now");
+        let mut n = 0;
+        set.find(&w, |_| n += 1);
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn each_pattern_reported_once() {
+        let mut set = PhraseSet::new(0);
+        set.add("step by step", "s").unwrap();
+        assert_eq!(matches(&mut set, "step by step and step by step"), ["s"]);
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        let mut set: PhraseSet<()> = PhraseSet::new(0);
+        assert!(set.add("   ", ()).is_err());
+        assert!(set.add("two-words here", ()).is_err());
+    }
+}

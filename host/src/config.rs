@@ -1,0 +1,214 @@
+//! `--config FILE`: one typed configuration for every command. Every field
+//! has a default, so the file is optional; unknown keys are errors, so a
+//! typo is caught instead of silently ignored.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub scoring: Scoring,
+    pub input: Input,
+    pub limits: Limits,
+    pub state: StateBounds,
+    pub server: Server,
+    pub trust: Trust,
+    pub handles: Handles,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scoring {
+    pub batch_size: usize,
+    /// A verdict is `flag` from this score.
+    pub flag_threshold: f64,
+    /// A verdict is `block` from this score.
+    pub block_threshold: f64,
+    pub on_bad_input: BadInputPolicy,
+}
+
+impl Default for Scoring {
+    fn default() -> Self {
+        Self { batch_size: 1024, flag_threshold: 0.5, block_threshold: 0.9, on_bad_input: BadInputPolicy::Skip }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BadInputPolicy {
+    /// Report each bad line on stderr and score the rest.
+    Skip,
+    /// Stop at the first bad line with a non-zero exit status.
+    Fail,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Input {
+    /// Longest accepted input line, in bytes.
+    pub max_line_bytes: usize,
+    /// Longest accepted prompt or system prompt, in bytes.
+    pub max_prompt_bytes: usize,
+    /// Longest accepted identity or other short string field, in bytes.
+    pub max_field_bytes: usize,
+}
+
+impl Default for Input {
+    fn default() -> Self {
+        Self { max_line_bytes: 1 << 20, max_prompt_bytes: 256 << 10, max_field_bytes: 1024 }
+    }
+}
+
+/// Host-wide defaults for each plugin; a manifest's `[limits]` overrides them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub time_per_batch_ms: u64,
+    pub memory_mb: u64,
+    pub log_lines_per_batch: u32,
+    pub log_bytes_per_batch: u32,
+    pub max_labels: u32,
+    pub max_label_bytes: u32,
+    pub max_reason_bytes: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            time_per_batch_ms: 2_000,
+            memory_mb: 128,
+            log_lines_per_batch: 100,
+            log_bytes_per_batch: 64 << 10,
+            max_labels: 16,
+            max_label_bytes: 128,
+            max_reason_bytes: 1024,
+        }
+    }
+}
+
+/// Bounds on each plugin's host state namespace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateBounds {
+    pub max_entries_per_plugin: usize,
+    pub max_bytes_per_plugin: usize,
+    pub max_value_bytes: usize,
+}
+
+impl Default for StateBounds {
+    fn default() -> Self {
+        Self { max_entries_per_plugin: 1_000_000, max_bytes_per_plugin: 256 << 20, max_value_bytes: 64 << 10 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub listen: String,
+    /// Bearer token for the admin endpoints; `VIGIL_ADMIN_TOKEN` overrides.
+    pub admin_token: Option<String>,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8787".into(), admin_token: None, max_body_bytes: 16 << 20 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Trust {
+    /// Public key files of trusted plugin signers.
+    pub keys: Vec<PathBuf>,
+    pub require_signatures: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Handles {
+    /// 32 hex digits keying the identity-handle hash. Set one per deployment
+    /// and keep it: state keyed by handles is only meaningful under one key.
+    pub key: String,
+}
+
+impl Default for Handles {
+    fn default() -> Self {
+        Self { key: "7669676c2d68616e646c652d6b657930".into() }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let c: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), Error> {
+        let s = &self.scoring;
+        let bad = |m: String| Err(Error::Config(m));
+        if s.batch_size == 0 || s.batch_size > 65_536 {
+            return bad(format!("scoring.batch_size must be 1..=65536, got {}", s.batch_size));
+        }
+        if !(0.0..=1.0).contains(&s.flag_threshold) || !(0.0..=1.0).contains(&s.block_threshold) {
+            return bad("scoring thresholds must be in [0, 1]".into());
+        }
+        if s.flag_threshold > s.block_threshold {
+            return bad(format!(
+                "scoring.flag_threshold ({}) is above block_threshold ({})",
+                s.flag_threshold, s.block_threshold
+            ));
+        }
+        if self.handle_key().is_none() {
+            return bad("handles.key must be 32 hex digits".into());
+        }
+        if self.limits.time_per_batch_ms == 0 || self.limits.memory_mb == 0 {
+            return bad("limits.time_per_batch_ms and limits.memory_mb must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The 128-bit handle key.
+    pub fn handle_key(&self) -> Option<[u8; 16]> {
+        let v = hex::decode(self.handles.key.trim()).ok()?;
+        v.try_into().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.scoring.batch_size, 1024);
+        assert_eq!(c.scoring.flag_threshold, 0.5);
+        assert_eq!(c.scoring.block_threshold, 0.9);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_named() {
+        let e = Config::parse("[scoring]\nbatch_sise = 5\n").unwrap_err().to_string();
+        assert!(e.contains("batch_sise"), "{e}");
+        let e = Config::parse("[scoring]\nflag_threshold = 0.95\n").unwrap_err().to_string();
+        assert!(e.contains("flag_threshold"), "{e}");
+        let e = Config::parse("[handles]\nkey = \"abc\"\n").unwrap_err().to_string();
+        assert!(e.contains("handles.key"), "{e}");
+    }
+}
