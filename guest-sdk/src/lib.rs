@@ -83,6 +83,6 @@ macro_rules! export_detector {
             }
         }
 
-        $crate::__export_detector_world!(__VigilExport with_types_in $crate::bindings);
+        $crate::bindings::__export_detector_world!(__VigilExport with_types_in $crate::bindings);
     };
 }

@@ -1,1 +1,26 @@
+//! vigil: a host for sandboxed WebAssembly security detectors.
+//!
+//! Data flows one way: `record` (NDJSON in) -> `batch` -> `pipeline` (every
+//! plugin's `worker`, on an `engine` instance with host `state`) -> `combine`
+//! -> verdicts out. `registry` loads the plugin set from a directory with
+//! each plugin's `manifest`; `cli` is the command line.
 
+pub mod batch;
+pub mod bundled;
+pub mod check;
+pub mod cli;
+pub mod combine;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod handles;
+pub mod manifest;
+mod output;
+pub mod pipeline;
+pub mod record;
+pub mod registry;
+pub mod state;
+pub mod worker;
+
+pub use config::Config;
+pub use error::{BadInput, Error, ErrorKind, PluginError};

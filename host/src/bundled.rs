@@ -1,0 +1,3 @@
+//! The bundled detectors, compiled from `plugins/` by `build.rs`.
+
+include!(concat!(env!("OUT_DIR"), "/bundled.rs"));

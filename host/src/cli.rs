@@ -1,0 +1,187 @@
+//! The `vigil` command line: parse arguments, load the config, call the
+//! library. Flags override the config file; defaults make the file optional.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{BadInputPolicy, Config};
+use crate::engine::Runtime;
+use crate::pipeline::{Scorer, StreamOptions, Summary, score_stream};
+use crate::registry;
+use crate::state::StateStore;
+
+#[derive(Parser)]
+#[command(name = "vigil", version, about = "Score LLM API request logs with sandboxed WebAssembly detectors")]
+pub struct Cli {
+    /// Configuration file (TOML); every setting has a default.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log filter (tracing syntax), e.g. `info` or `warn,vigil=debug`.
+    #[arg(long, global = true, env = "VIGIL_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score NDJSON request records into NDJSON verdicts, in input order.
+    Score {
+        /// Plugin directory of NAME.wasm + NAME.toml pairs (default: the
+        /// bundled detectors).
+        #[arg(long, value_name = "DIR")]
+        plugins: Option<PathBuf>,
+        /// Input file, or - for stdin.
+        #[arg(long, default_value = "-")]
+        input: String,
+        /// Output file, or - for stdout.
+        #[arg(long, default_value = "-")]
+        output: String,
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// What to do with a bad input line.
+        #[arg(long, value_enum)]
+        on_bad_input: Option<BadInputPolicy>,
+        /// No progress display, even on a terminal.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Validate a plugin: component and world, manifest, init, a smoke batch.
+    Check {
+        /// The plugin's NAME.wasm; its NAME.toml must sit beside it.
+        plugin: PathBuf,
+    },
+    /// Write the bundled plugins (NAME.wasm + NAME.toml) into a directory.
+    Bundled {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = match &cli.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    match cli.command {
+        Command::Score { plugins, input, output, batch_size, on_bad_input, quiet } => {
+            if let Some(b) = batch_size {
+                config.scoring.batch_size = b;
+            }
+            if let Some(p) = on_bad_input {
+                config.scoring.on_bad_input = p;
+            }
+            config.validate()?;
+            score(&config, plugins, &input, &output, quiet)
+        }
+        Command::Check { plugin } => {
+            let mut out = std::io::stdout();
+            let passed = crate::check::check(&plugin, &config, &mut out)?;
+            if passed {
+                writeln!(out, "{} is a valid vigil plugin", plugin.display())?;
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("vigil: {} is not a valid vigil plugin (see above)", plugin.display());
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::Bundled { out } => {
+            std::fs::create_dir_all(&out)?;
+            for f in registry::bundled() {
+                std::fs::write(out.join(format!("{}.wasm", f.name)), &f.wasm)?;
+                std::fs::write(out.join(format!("{}.toml", f.name)), &f.manifest)?;
+                println!("{}", out.join(format!("{}.wasm", f.name)).display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn score(config: &Config, plugins: Option<PathBuf>, input: &str, output: &str, quiet: bool) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new()?;
+    let state = StateStore::new(config.state.clone());
+    let set = registry::load_dir(&runtime, config, &state, plugins.as_deref())?;
+    for e in &set.failures {
+        eprintln!("vigil: plugin {} not loaded: {}: {}", e.plugin, e.kind, e.message);
+    }
+    if set.workers.is_empty() {
+        let where_ = plugins.map_or("the bundled set".to_string(), |p| p.display().to_string());
+        anyhow::bail!("no plugin could be loaded from {where_}: refusing to score with no detectors");
+    }
+    let scorer = Scorer::new(set, config);
+
+    let reader: Box<dyn BufRead + Send> = if input == "-" {
+        Box::new(BufReader::with_capacity(1 << 16, std::io::stdin()))
+    } else {
+        let f = File::open(input).map_err(|e| anyhow::anyhow!("input {input}: {e}"))?;
+        Box::new(BufReader::with_capacity(1 << 16, f))
+    };
+    let writer: Box<dyn Write + Send> = if output == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(File::create(output).map_err(|e| anyhow::anyhow!("output {output}: {e}"))?)
+    };
+    let progress = (!quiet && std::io::stderr().is_terminal()).then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {human_pos} requests scored ({per_sec}, {elapsed})")
+                .expect("valid template"),
+        );
+        pb.enable_steady_tick(std::time::Duration::from_millis(200));
+        pb
+    });
+    let opts = StreamOptions {
+        batch_size: config.scoring.batch_size,
+        on_bad_input: config.scoring.on_bad_input,
+        input: config.input.clone(),
+    };
+    let pb = progress.clone();
+    let on_bad = move |b: &crate::BadInput| match &pb {
+        Some(pb) => pb.println(format!("bad input: {b}")),
+        None => eprintln!("bad input: {b}"),
+    };
+    let pb = progress.clone();
+    let on_progress = move |n: u64| {
+        if let Some(pb) = &pb {
+            pb.set_position(n);
+        }
+    };
+    let result = score_stream(&scorer, reader, writer, &opts, &on_bad, &on_progress);
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    let summary = result?;
+    print_summary(&summary, &scorer);
+    if summary.requests == 0 && summary.bad_lines > 0 {
+        anyhow::bail!("nothing scored: all {} input lines were bad", summary.bad_lines);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(s: &Summary, scorer: &Scorer) {
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(
+        e,
+        "scored {} requests in {:.2} s ({:.0} requests/s); {} bad lines skipped",
+        s.requests,
+        s.elapsed.as_secs_f64(),
+        s.requests_per_sec(),
+        s.bad_lines
+    );
+    let _ = writeln!(e, "decisions: allow {}, flag {}, block {}", s.allow, s.flag, s.block);
+    let _ = writeln!(e, "{:<32} {:>9} {:>8} {:>10} {:>12}", "plugin", "batches", "errors", "busy s", "ms/batch");
+    for (p, w) in s.plugins.iter().zip(&scorer.plugins.workers) {
+        let per = if p.batches > 0 { p.busy.as_secs_f64() * 1e3 / p.batches as f64 } else { 0.0 };
+        let name = format!("{}@{}", p.name, w.plugin.version);
+        let _ = writeln!(e, "{name:<32} {:>9} {:>8} {:>10.2} {:>12.2}", p.batches, p.errors, p.busy.as_secs_f64(), per);
+    }
+}

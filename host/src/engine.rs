@@ -1,0 +1,309 @@
+//! One wasmtime `Engine` per process, the linker with the host interface and
+//! an empty WASI, and the per-store data a plugin instance runs against.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config as WasmConfig, Engine, ResourceLimiter};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::batch::Batch;
+use crate::handles::{IdField, field_text};
+use crate::manifest::Grants;
+use crate::state::Namespace;
+
+pub mod bindings {
+    wasmtime::component::bindgen!({ world: "detector", path: "../wit" });
+}
+
+pub use bindings::vigil::detector::types::{CounterOp, Field, Level};
+pub use bindings::{Detector, DetectorPre, Info, Request, Signal};
+
+/// How often the epoch advances; time limits are multiples of it.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The process-wide engine and linker. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    pub engine: Engine,
+    pub linker: Arc<Linker<StoreData>>,
+}
+
+impl Runtime {
+    pub fn new() -> anyhow::Result<Self> {
+        let mut cfg = WasmConfig::new();
+        cfg.wasm_component_model(true)
+            .epoch_interruption(true)
+            // Deep recursion traps cleanly instead of exhausting the host stack.
+            .max_wasm_stack(1 << 20);
+        let engine = Engine::new(&cfg).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        Detector::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        start_epoch_ticker(&engine);
+        Ok(Self { engine, linker: Arc::new(linker) })
+    }
+
+    /// Compiles and links a component, checking it is of the detector world.
+    pub fn prepare(&self, wasm: &[u8]) -> Result<DetectorPre<StoreData>, String> {
+        let component = Component::from_binary(&self.engine, wasm)
+            .map_err(|e| format!("not a valid WebAssembly component: {}", first_line(&format!("{e:#}"))))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| format!("imports something vigil does not provide (wrong world?): {e:#}"))?;
+        DetectorPre::new(pre).map_err(|e| format!("does not export the vigil:detector world: {e:#}"))
+    }
+}
+
+// Advances the epoch while the engine lives; a store's deadline is a number
+// of ticks, so a runaway plugin is interrupted within one tick of its limit.
+fn start_epoch_ticker(engine: &Engine) {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("vigil-epoch".into())
+        .spawn(move || {
+            // Stops when the engine is dropped.
+            while let Some(e) = engine.upgrade() {
+                e.increment_epoch();
+                drop(e);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawn epoch thread");
+}
+
+pub fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// Per-batch bounds on what a plugin may log (host `log` and stdout/stderr).
+#[derive(Debug, Default)]
+pub struct LogBudget {
+    pub lines_left: u32,
+    pub bytes_left: u32,
+    pub dropped: u64,
+}
+
+impl LogBudget {
+    /// Takes room for one line of `len` bytes; false if over budget.
+    pub fn take_line(&mut self, len: usize) -> bool {
+        if self.lines_left == 0 || (self.bytes_left as usize) < len {
+            self.dropped += 1;
+            return false;
+        }
+        self.lines_left -= 1;
+        self.bytes_left -= len as u32;
+        true
+    }
+}
+
+/// Memory limit for one store, remembering whether the plugin hit it.
+pub struct Limiter {
+    pub memory_bytes: usize,
+    pub hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.hit = true;
+            wasmtime::bail!("memory limit of {} MiB exceeded (wanted {desired} bytes)", self.memory_bytes >> 20);
+        }
+        Ok(true)
+    }
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+    fn instances(&self) -> usize {
+        64
+    }
+    fn tables(&self) -> usize {
+        64
+    }
+    fn memories(&self) -> usize {
+        16
+    }
+}
+
+/// What a plugin instance's store holds: its WASI (empty), its limits, and
+/// the host-side context its imports act on.
+pub struct StoreData {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: Limiter,
+    pub plugin: Arc<str>,
+    grants: Arc<Grants>,
+    state: Arc<Mutex<Namespace>>,
+    pub log: Arc<Mutex<LogBudget>>,
+    batch: Option<Arc<Batch>>,
+    resolve_index: Option<HashMap<(IdField, u64), usize>>,
+}
+
+impl StoreData {
+    pub fn new(
+        plugin: Arc<str>,
+        grants: Arc<Grants>,
+        state: Arc<Mutex<Namespace>>,
+        memory_bytes: usize,
+    ) -> Self {
+        let log = Arc::new(Mutex::new(LogBudget::default()));
+        // No preopens, environment, arguments, network or inherited stdio:
+        // the only way out of the sandbox is the host interface. Output goes
+        // to the log under the plugin's name, within the same budget.
+        let wasi = WasiCtx::builder()
+            .stdout(crate::output::PluginOutput::new(plugin.clone(), "stdout", log.clone()))
+            .stderr(crate::output::PluginOutput::new(plugin.clone(), "stderr", log.clone()))
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter { memory_bytes, hit: false },
+            plugin,
+            grants,
+            state,
+            log,
+            batch: None,
+            resolve_index: None,
+        }
+    }
+
+    /// Makes `batch` the one `resolve` answers for, and resets the log budget.
+    pub fn begin_batch(&mut self, batch: Option<Arc<Batch>>, lines: u32, bytes: u32) {
+        self.batch = batch;
+        self.resolve_index = None;
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.lines_left = lines;
+        log.bytes_left = bytes;
+    }
+
+    fn granted(&self, f: IdField) -> bool {
+        let g = &self.grants;
+        match f {
+            IdField::Account => g.account,
+            IdField::Org => g.org,
+            IdField::ApiKey => g.api_key,
+            IdField::Ip => g.ip,
+            IdField::IpPrefix => g.ip_prefix || g.ip,
+            IdField::UserAgent => g.user_agent,
+            IdField::Model => g.model,
+            IdField::PaymentFingerprint => g.payment_fingerprint,
+            IdField::Conversation => g.conversation_id,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Namespace> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl bindings::vigil::detector::types::Host for StoreData {}
+
+fn id_field(f: Field) -> IdField {
+    match f {
+        Field::Account => IdField::Account,
+        Field::Org => IdField::Org,
+        Field::ApiKey => IdField::ApiKey,
+        Field::Ip => IdField::Ip,
+        Field::IpPrefix => IdField::IpPrefix,
+        Field::UserAgent => IdField::UserAgent,
+        Field::Model => IdField::Model,
+        Field::PaymentFingerprint => IdField::PaymentFingerprint,
+        Field::Conversation => IdField::Conversation,
+    }
+}
+
+fn handle_of(h: &crate::handles::Handles, f: IdField) -> u64 {
+    match f {
+        IdField::Account => h.account,
+        IdField::Org => h.org,
+        IdField::ApiKey => h.api_key,
+        IdField::Ip => h.ip,
+        IdField::IpPrefix => h.ip_prefix,
+        IdField::UserAgent => h.user_agent,
+        IdField::Model => h.model,
+        IdField::PaymentFingerprint => h.payment_fingerprint,
+        IdField::Conversation => h.conversation,
+    }
+}
+
+const ALL_FIELDS: [IdField; 9] = [
+    IdField::Account,
+    IdField::Org,
+    IdField::ApiKey,
+    IdField::Ip,
+    IdField::IpPrefix,
+    IdField::UserAgent,
+    IdField::Model,
+    IdField::PaymentFingerprint,
+    IdField::Conversation,
+];
+
+impl bindings::vigil::detector::host::Host for StoreData {
+    fn log(&mut self, level: Level, message: String) {
+        if !self.log.lock().unwrap_or_else(|e| e.into_inner()).take_line(message.len()) {
+            return;
+        }
+        let plugin = &*self.plugin;
+        match level {
+            Level::Trace => tracing::trace!(plugin, "{message}"),
+            Level::Debug => tracing::debug!(plugin, "{message}"),
+            Level::Info => tracing::info!(plugin, "{message}"),
+            Level::Warn => tracing::warn!(plugin, "{message}"),
+            Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn resolve(&mut self, field: Field, handle: u64) -> Option<String> {
+        let f = id_field(field);
+        if handle == 0 || !self.granted(f) {
+            return None;
+        }
+        let batch = self.batch.clone()?;
+        // Built on the first resolve of a batch, over granted fields only.
+        if self.resolve_index.is_none() {
+            let mut index = HashMap::new();
+            for (i, h) in batch.handles.iter().enumerate() {
+                for g in ALL_FIELDS.into_iter().filter(|g| self.granted(*g)) {
+                    let v = handle_of(h, g);
+                    if v != 0 {
+                        index.entry((g, v)).or_insert(i);
+                    }
+                }
+            }
+            self.resolve_index = Some(index);
+        }
+        let i = *self.resolve_index.as_ref()?.get(&(f, handle))?;
+        field_text(&batch.records[i], f)
+    }
+
+    fn state_get(&mut self, key: u64, now_ms: i64) -> Option<Vec<u8>> {
+        self.state().get(key, now_ms)
+    }
+
+    fn state_set(&mut self, key: u64, value: Vec<u8>, expires_at_ms: Option<i64>) {
+        let len = value.len();
+        if !self.state().set(key, value, expires_at_ms) {
+            let plugin = &*self.plugin;
+            tracing::debug!(plugin, "state value of {len} bytes refused: over the per-value limit");
+        }
+    }
+
+    fn state_remove(&mut self, key: u64) {
+        self.state().remove(key)
+    }
+
+    fn counter_add(&mut self, ops: Vec<CounterOp>) -> Vec<u64> {
+        let mut ns = self.state();
+        ops.iter().map(|op| ns.counter_add(op.key, op.now_ms, op.window_ms, op.delta)).collect()
+    }
+}

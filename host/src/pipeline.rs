@@ -1,0 +1,265 @@
+//! records -> batches -> every plugin's worker -> combine -> verdicts, in
+//! input order. For a stream, reading/parsing, scoring and writing run on
+//! their own threads with bounded queues between them, so a slow consumer
+//! slows the reader instead of filling memory.
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::batch::Batch;
+use crate::combine::{Decision, PluginResult, Verdict, verdicts};
+use crate::config::{BadInputPolicy, Config, Input, Scoring};
+use crate::error::{BadInput, Error, PluginError};
+use crate::handles::Hasher64;
+use crate::manifest::Mode;
+use crate::record::{Line, LineReader, Record};
+use crate::registry::PluginSet;
+use crate::worker::Outcome;
+
+/// Scores batches with a fixed plugin set.
+pub struct Scorer {
+    pub plugins: PluginSet,
+    pub scoring: Scoring,
+    pub hasher: Hasher64,
+}
+
+/// Per-plugin totals over a run.
+#[derive(Debug, Clone, Default)]
+pub struct PluginStats {
+    pub name: String,
+    pub batches: u64,
+    pub errors: u64,
+    pub busy: Duration,
+}
+
+impl Scorer {
+    pub fn new(plugins: PluginSet, config: &Config) -> Self {
+        let key = config.handle_key().expect("validated config");
+        Self { plugins, scoring: config.scoring.clone(), hasher: Hasher64::new(key) }
+    }
+
+    pub fn batch(&self, records: Vec<Record>) -> Batch {
+        Batch::new(records, &self.hasher)
+    }
+
+    /// Every plugin scores the batch concurrently; verdicts come back in order.
+    pub fn score(&self, batch: Batch) -> (Vec<Verdict>, Vec<Outcome>) {
+        let batch = Arc::new(batch);
+        let workers = &self.plugins.workers;
+        let (tx, rx) = mpsc::channel();
+        for (slot, w) in workers.iter().enumerate() {
+            w.submit(batch.clone(), slot, tx.clone());
+        }
+        drop(tx);
+        let mut outcomes: Vec<Option<Outcome>> = (0..workers.len()).map(|_| None).collect();
+        for (slot, o) in rx {
+            outcomes[slot] = Some(o);
+        }
+        let outcomes: Vec<Outcome> = outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| {
+                o.unwrap_or_else(|| Outcome {
+                    result: Err(PluginError::new(
+                        &*workers[i].plugin.name,
+                        crate::error::ErrorKind::Trap,
+                        "worker stopped without an answer",
+                    )),
+                    elapsed: Duration::ZERO,
+                })
+            })
+            .collect();
+        let results: Vec<PluginResult<'_>> = workers
+            .iter()
+            .zip(&outcomes)
+            .map(|(w, o)| PluginResult { plugin: &w.plugin, mode: self.mode(&w.plugin.name), result: &o.result })
+            .collect();
+        let v = verdicts(&batch, &results, &self.scoring);
+        (v, outcomes)
+    }
+
+    fn mode(&self, name: &str) -> Mode {
+        self.plugins
+            .workers
+            .iter()
+            .find(|w| &*w.plugin.name == name)
+            .map_or(Mode::Enforce, |w| w.plugin.manifest.raw.mode)
+    }
+}
+
+/// What a stream run did.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub requests: u64,
+    pub bad_lines: u64,
+    pub blank_lines: u64,
+    pub allow: u64,
+    pub flag: u64,
+    pub block: u64,
+    pub elapsed: Duration,
+    pub plugins: Vec<PluginStats>,
+}
+
+impl Summary {
+    pub fn requests_per_sec(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+pub struct StreamOptions {
+    pub batch_size: usize,
+    pub on_bad_input: BadInputPolicy,
+    pub input: Input,
+}
+
+enum Msg {
+    Batch(Vec<Record>),
+    /// Stop: the first bad line under `fail`.
+    Stop(BadInput),
+}
+
+/// Scores NDJSON from `input` to `output`. Bad lines go to `on_bad` as they
+/// are found; under `fail` the first one ends the run with that error, after
+/// every record accepted before it has been scored and written.
+pub fn score_stream<R, W>(
+    scorer: &Scorer,
+    input: R,
+    output: W,
+    opts: &StreamOptions,
+    on_bad: &(dyn Fn(&BadInput) + Sync),
+    on_progress: &(dyn Fn(u64) + Sync),
+) -> Result<Summary, Error>
+where
+    R: BufRead + Send,
+    W: Write + Send,
+{
+    let start = Instant::now();
+    let mut summary = Summary {
+        plugins: scorer
+            .plugins
+            .workers
+            .iter()
+            .map(|w| PluginStats { name: w.plugin.name.to_string(), ..Default::default() })
+            .collect(),
+        ..Default::default()
+    };
+    let (batch_tx, batch_rx) = mpsc::sync_channel::<Msg>(2);
+    let (out_tx, out_rx) = mpsc::sync_channel::<Vec<Verdict>>(2);
+
+    std::thread::scope(|s| -> Result<Summary, Error> {
+        let reader = s.spawn(move || read_batches(input, opts, batch_tx, on_bad));
+        let writer = s.spawn(move || write_verdicts(output, out_rx));
+
+        let mut stop = None;
+        for msg in batch_rx {
+            let records = match msg {
+                Msg::Batch(r) => r,
+                Msg::Stop(bad) => {
+                    stop = Some(bad);
+                    break;
+                }
+            };
+            let (verdicts, outcomes) = scorer.score(scorer.batch(records));
+            summary.requests += verdicts.len() as u64;
+            for v in &verdicts {
+                match v.decision {
+                    Decision::Allow => summary.allow += 1,
+                    Decision::Flag => summary.flag += 1,
+                    Decision::Block => summary.block += 1,
+                }
+            }
+            for (st, o) in summary.plugins.iter_mut().zip(&outcomes) {
+                st.batches += 1;
+                st.busy += o.elapsed;
+                st.errors += u64::from(o.result.is_err());
+            }
+            on_progress(summary.requests);
+            if out_tx.send(verdicts).is_err() {
+                break; // the writer failed; its error is reported below
+            }
+        }
+        drop(out_tx);
+        let written = writer.join().expect("writer thread panicked");
+        let read = reader.join().expect("reader thread panicked");
+        written?;
+        let (bad, blank) = read?;
+        summary.bad_lines = bad;
+        summary.blank_lines = blank;
+        summary.elapsed = start.elapsed();
+        match stop {
+            Some(b) => Err(Error::BadInput(b)),
+            None => Ok(summary),
+        }
+    })
+}
+
+fn read_batches<R: BufRead>(
+    input: R,
+    opts: &StreamOptions,
+    tx: mpsc::SyncSender<Msg>,
+    on_bad: &(dyn Fn(&BadInput) + Sync),
+) -> Result<(u64, u64), Error> {
+    let mut lines = LineReader::new(input, opts.input.max_line_bytes);
+    let mut buf = Vec::new();
+    let mut batch = Vec::with_capacity(opts.batch_size);
+    let (mut bad_lines, mut blank) = (0u64, 0u64);
+    loop {
+        let line = lines.next_line(&mut buf).map_err(|e| Error::io("reading input", e))?;
+        let parsed = match line {
+            None => break,
+            Some(Line::TooLong(n, len)) => Err(BadInput {
+                line: n,
+                field: None,
+                message: format!("line is {len} bytes, over the limit of {}", opts.input.max_line_bytes),
+            }),
+            Some(Line::Text(n)) => {
+                if buf.iter().all(u8::is_ascii_whitespace) {
+                    blank += 1;
+                    continue;
+                }
+                Record::parse(&buf, n, &opts.input)
+            }
+        };
+        match parsed {
+            Ok(r) => {
+                batch.push(r);
+                if batch.len() == opts.batch_size {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(opts.batch_size));
+                    if tx.send(Msg::Batch(full)).is_err() {
+                        return Ok((bad_lines, blank));
+                    }
+                }
+            }
+            Err(bad) => {
+                bad_lines += 1;
+                on_bad(&bad);
+                if opts.on_bad_input == BadInputPolicy::Fail {
+                    // What was accepted before the bad line is still scored.
+                    if !batch.is_empty() {
+                        let _ = tx.send(Msg::Batch(std::mem::take(&mut batch)));
+                    }
+                    let _ = tx.send(Msg::Stop(bad));
+                    return Ok((bad_lines, blank));
+                }
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(Msg::Batch(batch));
+    }
+    Ok((bad_lines, blank))
+}
+
+fn write_verdicts<W: Write>(output: W, rx: mpsc::Receiver<Vec<Verdict>>) -> Result<(), Error> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, output);
+    let werr = |e: std::io::Error| Error::io("writing verdicts", e);
+    for verdicts in rx {
+        for v in &verdicts {
+            serde_json::to_writer(&mut out, v).map_err(|e| werr(e.into()))?;
+            out.write_all(b"\n").map_err(werr)?;
+        }
+    }
+    out.flush().map_err(werr)
+}

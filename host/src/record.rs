@@ -1,0 +1,268 @@
+//! NDJSON -> request records. A line that is not a valid record becomes a
+//! `BadInput` naming the line and the field, never a silent drop.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use crate::config::Input;
+use crate::error::BadInput;
+
+/// One request record (SPEC.md), as the host keeps it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Record {
+    pub id: String,
+    pub ts_ms: i64,
+    pub account: String,
+    #[serde(default)]
+    pub org: Option<String>,
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub asn: Option<u32>,
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    #[serde(default)]
+    pub prompt_tokens: Option<u32>,
+    #[serde(default)]
+    pub completion_tokens: Option<u32>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub account_created_ms: Option<i64>,
+    #[serde(default)]
+    pub payment_fingerprint: Option<String>,
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    #[serde(default)]
+    pub turn: Option<u32>,
+    #[serde(default)]
+    pub attrs: Option<BTreeMap<String, String>>,
+}
+
+impl Record {
+    /// Parses one line. `line` is 1-based, for the error.
+    pub fn parse(text: &[u8], line: u64, limits: &Input) -> Result<Record, BadInput> {
+        let bad = |field: Option<&str>, message: String| BadInput { line, field: field.map(str::to_string), message };
+        if text.len() > limits.max_line_bytes {
+            return Err(bad(None, format!("line is {} bytes, over the limit of {}", text.len(), limits.max_line_bytes)));
+        }
+        let text = std::str::from_utf8(text)
+            .map_err(|e| bad(None, format!("not valid UTF-8 at byte {}", e.valid_up_to())))?;
+        // Fast path without path tracking; on error, parse again to name the field.
+        let rec: Record = match serde_json::from_str(text) {
+            Ok(r) => r,
+            Err(_) => {
+                let de = &mut serde_json::Deserializer::from_str(text);
+                match serde_path_to_error::deserialize::<_, Record>(de) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let path = e.path().to_string();
+                        let inner = e.into_inner();
+                        let msg = strip_position(&inner.to_string());
+                        let field = if path == "." || path.is_empty() {
+                            missing_field(&msg)
+                        } else {
+                            Some(path)
+                        };
+                        return Err(bad(field.as_deref(), msg));
+                    }
+                }
+            }
+        };
+        rec.check(limits).map_err(|(f, m)| bad(Some(f), m))?;
+        Ok(rec)
+    }
+
+    fn check(&self, limits: &Input) -> Result<(), (&'static str, String)> {
+        if self.id.is_empty() {
+            return Err(("id", "must not be empty".into()));
+        }
+        if self.account.is_empty() {
+            return Err(("account", "must not be empty".into()));
+        }
+        let short = [
+            ("id", Some(&self.id)),
+            ("account", Some(&self.account)),
+            ("org", self.org.as_ref()),
+            ("api_key", self.api_key.as_ref()),
+            ("ip", self.ip.as_ref()),
+            ("user_agent", self.user_agent.as_ref()),
+            ("model", self.model.as_ref()),
+            ("payment_fingerprint", self.payment_fingerprint.as_ref()),
+            ("conversation_id", self.conversation_id.as_ref()),
+        ];
+        for (name, v) in short {
+            if let Some(v) = v
+                && v.len() > limits.max_field_bytes
+            {
+                return Err((name, format!("{} bytes, over the limit of {}", v.len(), limits.max_field_bytes)));
+            }
+        }
+        for (name, v) in [("prompt", &self.prompt), ("system_prompt", &self.system_prompt)] {
+            if let Some(v) = v
+                && v.len() > limits.max_prompt_bytes
+            {
+                return Err((name, format!("{} bytes, over the limit of {}", v.len(), limits.max_prompt_bytes)));
+            }
+        }
+        if let Some(ip) = &self.ip
+            && ip.parse::<IpAddr>().is_err()
+        {
+            return Err(("ip", format!("{ip:?} is not an IPv4 or IPv6 address")));
+        }
+        if let Some(attrs) = &self.attrs {
+            if attrs.len() > 64 {
+                return Err(("attrs", format!("{} keys, over the limit of 64", attrs.len())));
+            }
+            if let Some((k, _)) =
+                attrs.iter().find(|(k, v)| k.len() > limits.max_field_bytes || v.len() > limits.max_field_bytes)
+            {
+                return Err(("attrs", format!("key or value of {k:?} over {} bytes", limits.max_field_bytes)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn missing_field(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("missing field `")?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+/// Reads lines of at most `max` bytes without ever buffering more: a longer
+/// line is consumed to its end and reported as too long.
+pub struct LineReader<R> {
+    inner: R,
+    max: usize,
+    line_no: u64,
+}
+
+/// One line from a `LineReader`.
+pub enum Line {
+    Text(u64),
+    TooLong(u64, usize),
+}
+
+impl<R: BufRead> LineReader<R> {
+    pub fn new(inner: R, max: usize) -> Self {
+        Self { inner, max, line_no: 0 }
+    }
+
+    /// Reads the next line into `buf` (without its newline). `None` at end.
+    pub fn next_line(&mut self, buf: &mut Vec<u8>) -> std::io::Result<Option<Line>> {
+        buf.clear();
+        let mut total = 0usize;
+        let mut any = false;
+        loop {
+            let chunk = self.inner.fill_buf()?;
+            if chunk.is_empty() {
+                break;
+            }
+            any = true;
+            let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (i, true),
+                None => (chunk.len(), false),
+            };
+            if total + take <= self.max {
+                buf.extend_from_slice(&chunk[..take]);
+            }
+            total += take;
+            self.inner.consume(take + usize::from(done));
+            if done {
+                break;
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        self.line_no += 1;
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+        if total > self.max {
+            buf.clear();
+            return Ok(Some(Line::TooLong(self.line_no, total)));
+        }
+        Ok(Some(Line::Text(self.line_no)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Record, BadInput> {
+        Record::parse(s.as_bytes(), 7, &Input::default())
+    }
+
+    #[test]
+    fn minimal_and_full_records_parse() {
+        let r = parse(r#"{"id":"r1","ts_ms":5,"account":"a"}"#).unwrap();
+        assert_eq!((r.id.as_str(), r.ts_ms, r.account.as_str()), ("r1", 5, "a"));
+        let r = parse(
+            r#"{"id":"r2","ts_ms":1,"account":"a","ip":"2001:db8::1","asn":64500,"prompt":"hi",
+                "prompt_tokens":3,"turn":2,"attrs":{"region":"eu"},"unknown_field":[1,2]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.asn, Some(64500));
+        assert_eq!(r.attrs.unwrap()["region"], "eu");
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let e = parse(r#"{"id":"r1","ts_ms":5}"#).unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (7, Some("account")));
+        let e = parse(r#"{"id":"r1","ts_ms":"yesterday","account":"a"}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("ts_ms"));
+        assert!(e.message.contains("invalid type"), "{}", e.message);
+        let e = parse(r#"{"id":"r1","ts_ms":5,"account":"a","attrs":{"k":1}}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("attrs.k"));
+        let e = parse(r#"{"id":"r1","ts_ms":5,"account":"a","prompt_tokens":-3}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("prompt_tokens"));
+        let e = parse(r#"{"id":"r1","ts_ms":5,"account":"a","ip":"not-an-ip"}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("ip"));
+        let e = parse("{not json").unwrap_err();
+        assert_eq!(e.field, None);
+        assert_eq!(e.to_string().split(':').next().unwrap(), "line 7");
+        let e = Record::parse(b"{\"id\":\"\xff\"}", 3, &Input::default()).unwrap_err();
+        assert!(e.message.contains("UTF-8"));
+    }
+
+    #[test]
+    fn oversized_values_are_refused() {
+        let limits = Input { max_prompt_bytes: 10, ..Input::default() };
+        let e = Record::parse(br#"{"id":"r","ts_ms":1,"account":"a","prompt":"01234567890"}"#, 1, &limits).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("prompt"));
+    }
+
+    #[test]
+    fn line_reader_bounds_lines() {
+        let data = b"short\r\nthis line is long\nok".to_vec();
+        let mut r = LineReader::new(&data[..], 8);
+        let mut buf = Vec::new();
+        assert!(matches!(r.next_line(&mut buf).unwrap(), Some(Line::Text(1))));
+        assert_eq!(buf, b"short");
+        assert!(matches!(r.next_line(&mut buf).unwrap(), Some(Line::TooLong(2, 17))));
+        assert!(matches!(r.next_line(&mut buf).unwrap(), Some(Line::Text(3))));
+        assert_eq!(buf, b"ok");
+        assert!(r.next_line(&mut buf).unwrap().is_none());
+    }
+}

@@ -1,0 +1,280 @@
+//! One long-lived instance per plugin version, on its own thread. A batch
+//! goes in, one signal per request (or a typed error) comes out. A trap,
+//! timeout or memory fault ends that batch for this plugin only; the
+//! instance is then replaced with a fresh one from the pre-linked component.
+
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Store, Trap};
+
+use crate::batch::Batch;
+use crate::config::Limits;
+use crate::engine::{Detector, DetectorPre, EPOCH_TICK, Info, Request, Runtime, Signal, StoreData, first_line};
+use crate::error::{ErrorKind, PluginError};
+use crate::handles::Handles;
+use crate::manifest::{Grants, PluginManifest};
+use crate::record::Record;
+use crate::state::Namespace;
+
+/// An immutable, loaded plugin version: what its signals name.
+pub struct PluginVersion {
+    /// The file name `NAME`, assigned by the host.
+    pub name: Arc<str>,
+    pub version: Arc<str>,
+    /// First 16 hex digits of sha256(wasm sha256 || manifest sha256).
+    pub digest: Arc<str>,
+    pub wasm_sha256: String,
+    pub manifest_sha256: String,
+    pub manifest: PluginManifest,
+    pub info: Info,
+    grants: Arc<Grants>,
+    pre: DetectorPre<StoreData>,
+    runtime: Runtime,
+}
+
+struct Instance {
+    store: Store<StoreData>,
+    detector: Detector,
+}
+
+/// A plugin's verdict on a batch, and how long it took.
+pub struct Outcome {
+    pub result: Result<Vec<Signal>, PluginError>,
+    pub elapsed: Duration,
+}
+
+impl PluginVersion {
+    /// Compiles, links, instantiates and initialises a plugin once, as a
+    /// check; the worker then keeps its own instance.
+    pub fn load(
+        runtime: &Runtime,
+        name: &str,
+        wasm: &[u8],
+        manifest_text: &str,
+        defaults: &Limits,
+        state: Arc<Mutex<Namespace>>,
+    ) -> Result<(Arc<Self>, InstanceSeed), PluginError> {
+        let manifest = PluginManifest::parse(name, manifest_text, defaults)?;
+        let pre = runtime.prepare(wasm).map_err(|m| PluginError::new(name, ErrorKind::Load, m))?;
+        let wasm_sha256 = hex::encode(Sha256::digest(wasm));
+        let manifest_sha256 = hex::encode(Sha256::digest(manifest_text.as_bytes()));
+        let digest = {
+            let mut h = Sha256::new();
+            h.update(wasm_sha256.as_bytes());
+            h.update(manifest_sha256.as_bytes());
+            hex::encode(h.finalize())[..16].to_string()
+        };
+        let mut v = PluginVersion {
+            name: name.into(),
+            version: manifest.raw.version.as_str().into(),
+            digest: digest.into(),
+            wasm_sha256,
+            manifest_sha256,
+            grants: Arc::new(manifest.grants.clone()),
+            manifest,
+            info: Info { version: String::new(), description: String::new() },
+            pre,
+            runtime: runtime.clone(),
+        };
+        let mut inst = v.instantiate(state.clone())?;
+        v.info = inst
+            .detector
+            .call_info(&mut inst.store)
+            .map_err(|e| PluginError::new(name, ErrorKind::Init, format!("info(): {}", first_line(&format!("{e:#}")))))?;
+        Ok((Arc::new(v), InstanceSeed(inst)))
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        self.manifest.limits.time_per_batch_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1
+    }
+
+    fn instantiate(&self, state: Arc<Mutex<Namespace>>) -> Result<Instance, PluginError> {
+        let name = &*self.name;
+        let memory = (self.manifest.limits.memory_mb as usize).saturating_mul(1 << 20);
+        let data = StoreData::new(self.name.clone(), self.grants.clone(), state, memory);
+        let mut store = Store::new(&self.runtime.engine, data);
+        store.limiter(|d| &mut d.limiter);
+        store.set_epoch_deadline(self.deadline_ticks());
+        store.epoch_deadline_trap();
+        let detector = self.pre.instantiate(&mut store).map_err(|e| {
+            PluginError::new(name, ErrorKind::Load, format!("instantiate: {}", first_line(&format!("{e:#}"))))
+        })?;
+        let init = detector.call_init(&mut store, &self.manifest.config_json);
+        match init {
+            Ok(Ok(())) => Ok(Instance { store, detector }),
+            Ok(Err(msg)) => Err(PluginError::new(name, ErrorKind::Init, format!("init refused its config: {msg}"))),
+            Err(e) => {
+                let kind = classify(&e, &store);
+                Err(PluginError::new(name, ErrorKind::Init, format!("init {kind}: {}", first_line(&format!("{e:#}")))))
+            }
+        }
+    }
+
+    /// The record as this plugin may see it: ungranted fields empty.
+    pub fn request(&self, r: &Record, h: &Handles) -> Request {
+        let g = &*self.grants;
+        let pick = |granted: bool, v: u64| if granted { v } else { 0 };
+        Request {
+            ts_ms: r.ts_ms,
+            account: pick(g.account, h.account),
+            org: pick(g.org, h.org),
+            api_key: pick(g.api_key, h.api_key),
+            ip: pick(g.ip, h.ip),
+            ip_prefix: pick(g.ip_prefix || g.ip, h.ip_prefix),
+            asn: r.asn.filter(|_| g.asn),
+            user_agent: pick(g.user_agent, h.user_agent),
+            model: pick(g.model, h.model),
+            payment_fingerprint: pick(g.payment_fingerprint, h.payment_fingerprint),
+            conversation: pick(g.conversation_id, h.conversation),
+            turn: r.turn.filter(|_| g.turn),
+            prompt: if g.prompt { Some(r.prompt.clone().unwrap_or_default()) } else { None },
+            system_prompt: if g.system_prompt { r.system_prompt.clone() } else { None },
+            prompt_tokens: r.prompt_tokens.filter(|_| g.prompt_tokens),
+            completion_tokens: r.completion_tokens.filter(|_| g.completion_tokens),
+            max_tokens: r.max_tokens.filter(|_| g.max_tokens),
+            account_created_ms: r.account_created_ms.filter(|_| g.account_created_ms),
+            attrs: match &r.attrs {
+                Some(a) if g.all_attrs || !g.attrs.is_empty() => {
+                    a.iter().filter(|(k, _)| g.attr(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+                }
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    /// Scores a batch on `inst`. `Err` with a kind that poisons the instance
+    /// (trap, timeout, memory) tells the caller to replace it.
+    fn score(&self, inst: &mut Instance, batch: &Arc<Batch>) -> Result<Vec<Signal>, PluginError> {
+        let name = &*self.name;
+        let reqs: Vec<Request> = batch.records.iter().zip(&batch.handles).map(|(r, h)| self.request(r, h)).collect();
+        let limits = &self.manifest.limits;
+        inst.store.data_mut().begin_batch(Some(batch.clone()), limits.log_lines_per_batch, limits.log_bytes_per_batch);
+        inst.store.set_epoch_deadline(self.deadline_ticks());
+        let res = inst.detector.call_score(&mut inst.store, &reqs);
+        inst.store.data_mut().begin_batch(None, 0, 0);
+        match res {
+            Ok(Ok(signals)) => validate(name, signals, reqs.len(), limits),
+            Ok(Err(msg)) => Err(PluginError::new(name, ErrorKind::PluginError, truncate(&msg, 512))),
+            Err(e) => {
+                let kind = classify(&e, &inst.store);
+                Err(PluginError::new(name, kind, truncate(&format!("{e:#}"), 512)))
+            }
+        }
+    }
+}
+
+/// The first instance, made by `load`, handed to the worker.
+pub struct InstanceSeed(Instance);
+
+fn classify(e: &wasmtime::Error, store: &Store<StoreData>) -> ErrorKind {
+    if store.data().limiter.hit {
+        ErrorKind::Memory
+    } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Trap
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+/// The plugin's output must match the contract exactly; anything else is a
+/// plugin error, never a silently wrong verdict.
+fn validate(plugin: &str, signals: Vec<Signal>, expected: usize, limits: &Limits) -> Result<Vec<Signal>, PluginError> {
+    let bad = |m: String| Err(PluginError::new(plugin, ErrorKind::InvalidOutput, m));
+    if signals.len() != expected {
+        return bad(format!("returned {} signals for {expected} requests", signals.len()));
+    }
+    for (i, s) in signals.iter().enumerate() {
+        if !s.score.is_finite() || !(0.0..=1.0).contains(&s.score) {
+            return bad(format!("signal {i}: score {} is not in [0, 1]", s.score));
+        }
+        if s.labels.len() > limits.max_labels as usize {
+            return bad(format!("signal {i}: {} labels, over the limit of {}", s.labels.len(), limits.max_labels));
+        }
+        if let Some(l) = s.labels.iter().find(|l| l.len() > limits.max_label_bytes as usize) {
+            return bad(format!("signal {i}: a label of {} bytes, over the limit of {}", l.len(), limits.max_label_bytes));
+        }
+        if s.reason.len() > limits.max_reason_bytes as usize {
+            return bad(format!(
+                "signal {i}: reason of {} bytes, over the limit of {}",
+                s.reason.len(),
+                limits.max_reason_bytes
+            ));
+        }
+    }
+    Ok(signals)
+}
+
+struct Job {
+    batch: Arc<Batch>,
+    slot: usize,
+    reply: mpsc::Sender<(usize, Outcome)>,
+}
+
+/// A plugin version's worker thread. Dropping it stops the thread once the
+/// batches already queued are done.
+pub struct Worker {
+    pub plugin: Arc<PluginVersion>,
+    tx: SyncSender<Job>,
+}
+
+impl Worker {
+    pub fn spawn(plugin: Arc<PluginVersion>, seed: InstanceSeed, state: Arc<Mutex<Namespace>>) -> Self {
+        let (tx, rx) = mpsc::sync_channel::<Job>(2);
+        let p = plugin.clone();
+        std::thread::Builder::new()
+            .name(format!("plugin-{}", plugin.name))
+            .spawn(move || worker_loop(p, seed.0, state, rx))
+            .expect("spawn plugin worker");
+        Worker { plugin, tx }
+    }
+
+    /// Queues a batch; the outcome arrives on `reply` tagged with `slot`.
+    pub fn submit(&self, batch: Arc<Batch>, slot: usize, reply: mpsc::Sender<(usize, Outcome)>) {
+        let job = Job { batch, slot, reply };
+        if let Err(mpsc::SendError(job)) = self.tx.send(job) {
+            let err = PluginError::new(&*self.plugin.name, ErrorKind::Trap, "worker thread is gone");
+            let _ = job.reply.send((job.slot, Outcome { result: Err(err), elapsed: Duration::ZERO }));
+        }
+    }
+}
+
+fn worker_loop(p: Arc<PluginVersion>, first: Instance, state: Arc<Mutex<Namespace>>, rx: Receiver<Job>) {
+    let mut inst: Option<Instance> = Some(first);
+    for job in rx {
+        let start = Instant::now();
+        let result = match inst.as_mut() {
+            Some(i) => p.score(i, &job.batch),
+            None => match p.instantiate(state.clone()) {
+                Ok(mut fresh) => {
+                    let r = p.score(&mut fresh, &job.batch);
+                    inst = Some(fresh);
+                    r
+                }
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = &result {
+            let plugin = &*p.name;
+            tracing::warn!(plugin, kind = %e.kind, "batch failed: {}", e.message);
+            if matches!(e.kind, ErrorKind::Trap | ErrorKind::Timeout | ErrorKind::Memory) {
+                // The instance may be mid-way through anything: replace it.
+                inst = p.instantiate(state.clone()).ok();
+            }
+        }
+        let _ = job.reply.send((job.slot, Outcome { result, elapsed: start.elapsed() }));
+    }
+}
