@@ -70,7 +70,7 @@ impl Record {
                         let path = e.path().to_string();
                         let inner = e.into_inner();
                         let msg = strip_position(&inner.to_string());
-                        let field = if path == "." || path.is_empty() {
+                        let field = if path == "." || path == "?" || path.is_empty() {
                             missing_field(&msg)
                         } else {
                             Some(path)

@@ -65,6 +65,14 @@ impl Namespace {
         self.bytes
     }
 
+    /// Every stored value (not counters), most recent first.
+    pub fn values(&self) -> impl Iterator<Item = &[u8]> {
+        self.entries.iter().filter_map(|(_, e)| match e {
+            Entry::Value { data, .. } => Some(data.as_slice()),
+            Entry::Counter(_) => None,
+        })
+    }
+
     pub fn get(&mut self, key: u64, now_ms: i64) -> Option<Vec<u8>> {
         let k = Key::Value(key);
         match self.entries.get(&k)? {

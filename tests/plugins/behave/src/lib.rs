@@ -1,0 +1,86 @@
+//! A test plugin whose behaviour its manifest picks, so one component covers
+//! many host paths. `count` (the default) scores each request by how many
+//! requests its account has sent so far, from host state.
+
+use serde::Deserialize;
+use vigil_sdk::hash::{key, tag};
+use vigil_sdk::{CounterOp, Detector, Host, Request, Signal, parse_config};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Behaviour {
+    /// score = min(requests by the account so far / 100, 1).
+    #[default]
+    Count,
+    /// Panics on every batch.
+    Panic,
+    /// Loops forever.
+    Spin,
+    /// Returns NaN scores.
+    Nan,
+    /// Returns one signal too few.
+    Short,
+    /// Returns an error for the batch.
+    Err,
+    /// Panics when the batch's first record has this `ts_ms`, else counts.
+    PanicAt(i64),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub behaviour: Behaviour,
+    /// Refuse the config at init.
+    pub fail_init: bool,
+    /// Added to every `count` reason, to tell versions apart.
+    pub tag: String,
+}
+
+#[derive(Default)]
+pub struct Behave {
+    cfg: Config,
+}
+
+const SEEN: u64 = tag("behave/seen");
+
+impl Detector for Behave {
+    const DESCRIPTION: &'static str = "configurable test plugin";
+
+    fn configure(&mut self, config: &str) -> Result<(), String> {
+        let cfg: Config = parse_config(config)?;
+        if cfg.fail_init {
+            return Err("fail_init is set".into());
+        }
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
+        match self.cfg.behaviour {
+            Behaviour::Panic => panic!("behave: asked to panic"),
+            Behaviour::PanicAt(ts) if batch.first().map(|r| r.ts_ms) == Some(ts) => panic!("behave: panic at {ts}"),
+            Behaviour::Spin => {
+                let mut x = 0u64;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            Behaviour::Nan => return batch.iter().map(|_| Signal { score: f32::NAN, labels: vec![], reason: String::new() }).collect(),
+            Behaviour::Short => return batch.iter().skip(1).map(|_| Signal::none()).collect(),
+            Behaviour::Err => return Vec::new(),
+            _ => {}
+        }
+        let ops: Vec<CounterOp> = batch
+            .iter()
+            .map(|r| CounterOp { key: key(SEEN, r.account), now_ms: r.ts_ms, window_ms: u32::MAX, delta: 1 })
+            .collect();
+        let totals = host.counter_add(&ops);
+        totals
+            .iter()
+            .map(|&n| Signal::new((n as f32 / 100.0).min(1.0), &["count"], format!("count={n}{}", self.cfg.tag)))
+            .collect()
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+vigil_sdk::export_detector!(Behave);

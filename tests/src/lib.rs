@@ -1,0 +1,58 @@
+//! Helpers for the cross-boundary tests: the test plugins' bytes, plugin
+//! directories in temp dirs, and records.
+
+use std::path::Path;
+
+use vigil::Config;
+use vigil::engine::Runtime;
+use vigil::pipeline::Scorer;
+use vigil::record::Record;
+use vigil::registry::{self, PluginFiles, PluginSet};
+use vigil::state::StateStore;
+
+/// Test plugin components, built from tests/plugins by build.rs.
+pub mod wasm {
+    include!(concat!(env!("OUT_DIR"), "/test_plugins.rs"));
+
+    /// A bundled plugin's component.
+    pub fn bundled(name: &str) -> &'static [u8] {
+        vigil::bundled::BUNDLED.iter().find(|b| b.0 == name).expect("bundled plugin").1
+    }
+
+    /// A bundled plugin's manifest.
+    pub fn bundled_manifest(name: &str) -> &'static str {
+        vigil::bundled::BUNDLED.iter().find(|b| b.0 == name).expect("bundled plugin").2
+    }
+}
+
+pub fn files(name: &str, wasm: &[u8], manifest: &str) -> PluginFiles {
+    PluginFiles { name: name.into(), wasm: wasm.to_vec(), manifest: manifest.into() }
+}
+
+/// Writes NAME.wasm + NAME.toml into `dir`.
+pub fn write_plugin(dir: &Path, name: &str, wasm: &[u8], manifest: &str) {
+    std::fs::write(dir.join(format!("{name}.wasm")), wasm).unwrap();
+    std::fs::write(dir.join(format!("{name}.toml")), manifest).unwrap();
+}
+
+/// A scorer over `files`, sharing `state` (pass the same store to model a
+/// new version of the same plugins).
+pub fn scorer(files: Vec<PluginFiles>, state: &StateStore) -> Scorer {
+    let config = Config::default();
+    let runtime = Runtime::new().unwrap();
+    let set: PluginSet = registry::load(&runtime, &config, state, files);
+    assert!(set.failures.is_empty(), "{:?}", set.failures);
+    Scorer::new(set, &config)
+}
+
+/// A record line with the given fields merged over a minimal record.
+pub fn line(id: usize, ts_ms: i64, account: &str, extra: &str) -> String {
+    let sep = if extra.is_empty() { "" } else { "," };
+    format!(r#"{{"id":"r-{id}","ts_ms":{ts_ms},"account":"{account}"{sep}{extra}}}"#)
+}
+
+pub fn record(id: usize, ts_ms: i64, account: &str, extra: &str) -> Record {
+    Record::parse(line(id, ts_ms, account, extra).as_bytes(), id as u64 + 1, &Default::default()).unwrap()
+}
+
+pub const T0: i64 = 1_760_000_000_000;
