@@ -1,0 +1,112 @@
+//! The `vigil` binary as a user runs it.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn vigil(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn rec(i: usize) -> String {
+    format!(r#"{{"id":"r-{i}","ts_ms":{},"account":"a-{}","prompt":"hello {i}"}}"#, 1_760_000_000_000u64 + i as u64, i % 3)
+}
+
+#[test]
+fn score_writes_one_valid_verdict_per_line_in_order() {
+    let input: String = (0..50).map(|i| rec(i) + "\n").collect();
+    let out = vigil(&["score", "--batch-size", "8"], &input);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 50);
+    for (i, v) in lines.iter().enumerate() {
+        assert_eq!(v["id"], format!("r-{i}"));
+        let score = v["score"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&score));
+        assert!(["allow", "flag", "block"].contains(&v["decision"].as_str().unwrap()));
+        let plugins: Vec<&str> = v["signals"].as_array().unwrap().iter().map(|s| s["plugin"].as_str().unwrap()).collect();
+        assert_eq!(plugins, ["reasoning-elicitation", "velocity"]);
+    }
+    let err = text(&out.stderr);
+    assert!(err.contains("scored 50 requests"), "{err}");
+    assert!(err.contains("decisions: allow"), "{err}");
+}
+
+#[test]
+fn bad_lines_are_reported_by_number_and_field_then_skipped() {
+    let input = format!("{}\n{{\"id\":\"x\",\"ts_ms\":1}}\n{}\nnot json\n{}\n", rec(0), rec(1), rec(2));
+    let out = vigil(&["score"], &input);
+    assert!(out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("bad input: line 2, field `account`: missing field `account`"), "{err}");
+    assert!(err.contains("bad input: line 4:"), "{err}");
+    assert!(err.contains("2 bad lines skipped"), "{err}");
+    assert_eq!(text(&out.stdout).lines().count(), 3);
+}
+
+#[test]
+fn fail_stops_with_a_one_line_cause_and_keeps_what_came_before() {
+    let input = format!("{}\n{}\n{{\"id\":\"x\",\"ts_ms\":\"soon\",\"account\":\"a\"}}\n{}\n", rec(0), rec(1), rec(2));
+    let out = vigil(&["score", "--on-bad-input", "fail"], &input);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.lines().any(|l| l.starts_with("vigil: line 3, field `ts_ms`")), "{err}");
+    assert_eq!(text(&out.stdout).lines().count(), 2);
+}
+
+#[test]
+fn nothing_but_bad_input_is_a_failure() {
+    let out = vigil(&["score"], "nope\n");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("nothing scored"));
+}
+
+#[test]
+fn config_file_is_read_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vigil.toml");
+    std::fs::write(&cfg, "[scoring]\nflag_threshold = 0.1\nblock_threshold = 0.15\n").unwrap();
+    let input = r#"{"id":"s","ts_ms":1,"account":"a","prompt":"explain it step by step"}"#;
+    let out = vigil(&["--config", cfg.to_str().unwrap(), "score"], input);
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(v["decision"], "block", "0.2 is over the configured block threshold");
+
+    std::fs::write(&cfg, "[scoring]\nbatch_sise = 3\n").unwrap();
+    let out = vigil(&["--config", cfg.to_str().unwrap(), "score"], input);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("batch_sise"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn check_accepts_a_bundled_plugin_and_explains_a_broken_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(vigil(&["bundled", "--out", d], "").status.success());
+    let good = dir.path().join("velocity.wasm");
+    let out = vigil(&["check", good.to_str().unwrap()], "");
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("ok    smoke batch: 8 signals"), "{}", text(&out.stdout));
+
+    let wasm = std::fs::read(&good).unwrap();
+    std::fs::write(dir.path().join("broken.wasm"), &wasm[..wasm.len() / 3]).unwrap();
+    std::fs::copy(dir.path().join("velocity.toml"), dir.path().join("broken.toml")).unwrap();
+    let out = vigil(&["check", dir.path().join("broken.wasm").to_str().unwrap()], "");
+    assert!(!out.status.success());
+    assert!(text(&out.stdout).contains("FAIL  load: not a valid WebAssembly component"), "{}", text(&out.stdout));
+
+    std::fs::write(dir.path().join("velocity.toml"), "version = \"0.1.0\"\n[config]\nwindow_mss = 5\n").unwrap();
+    let out = vigil(&["check", good.to_str().unwrap()], "");
+    assert!(!out.status.success());
+    assert!(text(&out.stdout).contains("window_mss"), "{}", text(&out.stdout));
+}
