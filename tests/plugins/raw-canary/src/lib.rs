@@ -1,3 +1,4 @@
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 //! A plugin built without the SDK, straight from `wit/detector.wit`, that
 //! tries to leak everything it is given or can reach: every request field it
 //! receives, and whatever `resolve` answers for every field and handle it
