@@ -47,6 +47,15 @@ impl SlidingCounter {
         self.total_at(now_ms.div_euclid(bucket_width(window_ms)))
     }
 
+    /// The raw state, for the host's snapshots.
+    pub fn to_parts(&self) -> (i64, [u64; BUCKETS]) {
+        (self.head, self.counts)
+    }
+
+    pub fn from_parts(head: i64, counts: [u64; BUCKETS]) -> Self {
+        Self { head, counts }
+    }
+
     fn total_at(&self, idx: i64) -> u64 {
         let lo = (idx - BUCKETS as i64 + 1).max(self.head - BUCKETS as i64 + 1);
         let hi = idx.min(self.head);

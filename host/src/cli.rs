@@ -50,6 +50,18 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// HTTP scoring service; watches DIR and hot-reloads plugins.
+    Serve {
+        /// Plugin directory of NAME.wasm + NAME.toml pairs (watched).
+        #[arg(long, value_name = "DIR")]
+        plugins: PathBuf,
+        /// Address to listen on (default from config: 127.0.0.1:8787).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Where host state snapshots and the audit log live.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
     /// Validate a plugin: component and world, manifest, init, a smoke batch.
     Check {
         /// The plugin's NAME.wasm; its NAME.toml must sit beside it.
@@ -82,6 +94,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
             }
             config.validate()?;
             score(&config, plugins, &input, &output, quiet)
+        }
+        Command::Serve { plugins, listen, state_dir } => {
+            if let Some(d) = state_dir {
+                config.server.state_dir = d;
+            }
+            let listen = listen.unwrap_or_else(|| config.server.listen.clone());
+            serve(config, &plugins, &listen)
         }
         Command::Check { plugin } => {
             let mut out = std::io::stdout();
@@ -160,14 +179,43 @@ fn score(config: &Config, plugins: Option<PathBuf>, input: &str, output: &str, q
         pb.finish_and_clear();
     }
     let summary = result?;
-    print_summary(&summary, &scorer);
+    print_summary(&summary);
     if summary.requests == 0 && summary.bad_lines > 0 {
         anyhow::bail!("nothing scored: all {} input lines were bad", summary.bad_lines);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_summary(s: &Summary, scorer: &Scorer) {
+fn serve(config: Config, plugins: &std::path::Path, listen: &str) -> anyhow::Result<ExitCode> {
+    if !plugins.is_dir() {
+        anyhow::bail!("plugin directory {} does not exist", plugins.display());
+    }
+    let server = crate::serve::Server::start(config, plugins, listen)?;
+    let live = server.registry.snapshot().plugins.len();
+    eprintln!("vigil: listening on {} with {live} plugins from {}", server.addr, plugins.display());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    let _ = server.reload.send(crate::reload::Trigger::Now("SIGHUP"));
+                }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    eprintln!("vigil: draining and saving state");
+    server.stop();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(s: &Summary) {
     let mut e = std::io::stderr().lock();
     let _ = writeln!(
         e,
@@ -179,9 +227,9 @@ fn print_summary(s: &Summary, scorer: &Scorer) {
     );
     let _ = writeln!(e, "decisions: allow {}, flag {}, block {}", s.allow, s.flag, s.block);
     let _ = writeln!(e, "{:<32} {:>9} {:>8} {:>10} {:>12}", "plugin", "batches", "errors", "busy s", "ms/batch");
-    for (p, w) in s.plugins.iter().zip(&scorer.plugins.workers) {
+    for p in &s.plugins {
         let per = if p.batches > 0 { p.busy.as_secs_f64() * 1e3 / p.batches as f64 } else { 0.0 };
-        let name = format!("{}@{}", p.name, w.plugin.version);
+        let name = format!("{}@{}", p.name, p.version);
         let _ = writeln!(e, "{name:<32} {:>9} {:>8} {:>10.2} {:>12.2}", p.batches, p.errors, p.busy.as_secs_f64(), per);
     }
 }

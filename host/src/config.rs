@@ -97,11 +97,18 @@ pub struct StateBounds {
     pub max_entries_per_plugin: usize,
     pub max_bytes_per_plugin: usize,
     pub max_value_bytes: usize,
+    /// `vigil serve` snapshots host state this often (and on SIGTERM).
+    pub snapshot_interval_s: u64,
 }
 
 impl Default for StateBounds {
     fn default() -> Self {
-        Self { max_entries_per_plugin: 1_000_000, max_bytes_per_plugin: 256 << 20, max_value_bytes: 64 << 10 }
+        Self {
+            max_entries_per_plugin: 1_000_000,
+            max_bytes_per_plugin: 256 << 20,
+            max_value_bytes: 64 << 10,
+            snapshot_interval_s: 60,
+        }
     }
 }
 
@@ -109,14 +116,36 @@ impl Default for StateBounds {
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
     pub listen: String,
-    /// Bearer token for the admin endpoints; `VIGIL_ADMIN_TOKEN` overrides.
+    /// Bearer token for the admin endpoints (audit name "config");
+    /// `VIGIL_ADMIN_TOKEN` adds one named "env".
     pub admin_token: Option<String>,
+    /// More admin tokens by name, for the audit log: `oncall = "..."`.
+    pub admin_tokens: std::collections::BTreeMap<String, String>,
     pub max_body_bytes: usize,
+    /// `POST /v1/score`: reject a body with a bad record (400), or skip the
+    /// bad records and report them in `errors`.
+    pub on_bad_input: BadInputPolicy,
+    /// Host state snapshots and the audit log live here.
+    pub state_dir: PathBuf,
+    /// Plugin file events are gathered until quiet for this long.
+    pub reload_debounce_ms: u64,
+    /// A full rescan of the plugin directory this often, in case an event
+    /// was missed (0: never).
+    pub rescan_interval_s: u64,
 }
 
 impl Default for Server {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8787".into(), admin_token: None, max_body_bytes: 16 << 20 }
+        Self {
+            listen: "127.0.0.1:8787".into(),
+            admin_token: None,
+            admin_tokens: Default::default(),
+            max_body_bytes: 16 << 20,
+            on_bad_input: BadInputPolicy::Fail,
+            state_dir: PathBuf::from("vigil-state"),
+            reload_debounce_ms: 150,
+            rescan_interval_s: 30,
+        }
     }
 }
 

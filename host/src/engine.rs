@@ -33,7 +33,14 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new() -> anyhow::Result<Self> {
+        Self::with_parallel_compilation(true)
+    }
+
+    /// `vigil serve` compiles on its reload thread alone, at lower priority,
+    /// so a new plugin version never competes with scoring for every core.
+    pub fn with_parallel_compilation(parallel: bool) -> anyhow::Result<Self> {
         let mut cfg = WasmConfig::new();
+        cfg.parallel_compilation(parallel);
         cfg.wasm_component_model(true)
             .epoch_interruption(true)
             // Deep recursion traps cleanly instead of exhausting the host stack.

@@ -15,10 +15,13 @@ pub mod engine;
 pub mod error;
 pub mod handles;
 pub mod manifest;
+pub mod metrics;
 mod output;
 pub mod pipeline;
 pub mod record;
 pub mod registry;
+pub mod reload;
+pub mod serve;
 pub mod state;
 pub mod worker;
 

@@ -13,80 +13,115 @@ use crate::combine::{Decision, PluginResult, Verdict, verdicts};
 use crate::config::{BadInputPolicy, Config, Input, Scoring};
 use crate::error::{BadInput, Error, PluginError};
 use crate::handles::Hasher64;
-use crate::manifest::Mode;
 use crate::record::{Line, LineReader, Record};
-use crate::registry::PluginSet;
-use crate::worker::Outcome;
+use crate::metrics::Metrics;
+use crate::registry::{LivePlugin, PluginSet, Registry, Snapshot};
+use crate::worker::{Outcome, Worker};
 
-/// Scores batches with a fixed plugin set.
+/// Scores batches with whatever plugin set is live when each batch starts.
 pub struct Scorer {
-    pub plugins: PluginSet,
+    pub registry: Arc<Registry>,
     pub scoring: Scoring,
     pub hasher: Hasher64,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Per-plugin totals over a run.
 #[derive(Debug, Clone, Default)]
 pub struct PluginStats {
     pub name: String,
+    pub version: String,
     pub batches: u64,
     pub errors: u64,
     pub busy: Duration,
 }
 
 impl Scorer {
+    /// A scorer over a fixed plugin set (the `score` command).
     pub fn new(plugins: PluginSet, config: &Config) -> Self {
+        Self::with_registry(Arc::new(Registry::fixed(plugins)), config, Arc::new(Metrics::new()))
+    }
+
+    pub fn with_registry(registry: Arc<Registry>, config: &Config, metrics: Arc<Metrics>) -> Self {
         let key = config.handle_key().expect("validated config");
-        Self { plugins, scoring: config.scoring.clone(), hasher: Hasher64::new(key) }
+        Self { registry, scoring: config.scoring.clone(), hasher: Hasher64::new(key), metrics }
     }
 
     pub fn batch(&self, records: Vec<Record>) -> Batch {
         Batch::new(records, &self.hasher)
     }
 
-    /// Every plugin scores the batch concurrently; verdicts come back in order.
+    /// Every live plugin scores the batch concurrently; verdicts come back in
+    /// order, with each plugin's outcome (in the snapshot's order).
     pub fn score(&self, batch: Batch) -> (Vec<Verdict>, Vec<Outcome>) {
+        let snap = self.registry.snapshot();
+        self.score_with(&snap, batch)
+    }
+
+    pub fn score_with(&self, snap: &Snapshot, batch: Batch) -> (Vec<Verdict>, Vec<Outcome>) {
         let batch = Arc::new(batch);
-        let workers = &self.plugins.workers;
-        let (tx, rx) = mpsc::channel();
-        for (slot, w) in workers.iter().enumerate() {
-            w.submit(batch.clone(), slot, tx.clone());
-        }
-        drop(tx);
-        let mut outcomes: Vec<Option<Outcome>> = (0..workers.len()).map(|_| None).collect();
-        for (slot, o) in rx {
-            outcomes[slot] = Some(o);
-        }
-        let outcomes: Vec<Outcome> = outcomes
-            .into_iter()
-            .enumerate()
-            .map(|(i, o)| {
-                o.unwrap_or_else(|| Outcome {
-                    result: Err(PluginError::new(
-                        &*workers[i].plugin.name,
-                        crate::error::ErrorKind::Trap,
-                        "worker stopped without an answer",
-                    )),
-                    elapsed: Duration::ZERO,
-                })
-            })
-            .collect();
-        let results: Vec<PluginResult<'_>> = workers
+        let plugins = &snap.plugins;
+        let outcomes = run_plugins(plugins.iter().map(|p| &*p.worker), &batch);
+        let results: Vec<PluginResult<'_>> = plugins
             .iter()
             .zip(&outcomes)
-            .map(|(w, o)| PluginResult { plugin: &w.plugin, mode: self.mode(&w.plugin.name), result: &o.result })
+            .map(|(p, o)| PluginResult { plugin: &p.worker.plugin, mode: p.mode, result: &o.result })
             .collect();
         let v = verdicts(&batch, &results, &self.scoring);
+        self.record(plugins, &outcomes, &v);
         (v, outcomes)
     }
 
-    fn mode(&self, name: &str) -> Mode {
-        self.plugins
-            .workers
-            .iter()
-            .find(|w| &*w.plugin.name == name)
-            .map_or(Mode::Enforce, |w| w.plugin.manifest.raw.mode)
+    fn record(&self, plugins: &[LivePlugin], outcomes: &[Outcome], verdicts: &[Verdict]) {
+        let m = &self.metrics;
+        for (p, o) in plugins.iter().zip(outcomes) {
+            let v = &p.worker.plugin;
+            let labels = || vec![("plugin", v.name.to_string()), ("version", v.version.to_string())];
+            m.add("vigil_batches_scored_total", labels(), 1.0);
+            m.add("vigil_requests_scored_total", labels(), verdicts.len() as f64);
+            m.observe("vigil_plugin_batch_seconds", vec![("plugin", v.name.to_string())], o.elapsed);
+            if let Err(e) = &o.result {
+                m.add("vigil_plugin_errors_total", vec![("plugin", v.name.to_string()), ("kind", e.kind.to_string())], 1.0);
+            }
+        }
+        let mut counts = [0u64; 3];
+        for v in verdicts {
+            counts[v.decision as usize] += 1;
+        }
+        for (d, n) in [Decision::Allow, Decision::Flag, Decision::Block].iter().zip(counts) {
+            if n > 0 {
+                m.add("vigil_decisions_total", vec![("decision", d.as_str().to_string())], n as f64);
+            }
+        }
     }
+}
+
+/// Sends the batch to each worker and waits for all of them.
+pub fn run_plugins<'a>(workers: impl Iterator<Item = &'a Worker>, batch: &Arc<Batch>) -> Vec<Outcome> {
+    let workers: Vec<&Worker> = workers.collect();
+    let (tx, rx) = mpsc::channel();
+    for (slot, w) in workers.iter().enumerate() {
+        w.submit(batch.clone(), slot, tx.clone());
+    }
+    drop(tx);
+    let mut outcomes: Vec<Option<Outcome>> = (0..workers.len()).map(|_| None).collect();
+    for (slot, o) in rx {
+        outcomes[slot] = Some(o);
+    }
+    outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| {
+            o.unwrap_or_else(|| Outcome {
+                result: Err(PluginError::new(
+                    &*workers[i].plugin.name,
+                    crate::error::ErrorKind::Trap,
+                    "worker stopped without an answer",
+                )),
+                elapsed: Duration::ZERO,
+            })
+        })
+        .collect()
 }
 
 /// What a stream run did.
@@ -136,15 +171,7 @@ where
     W: Write + Send,
 {
     let start = Instant::now();
-    let mut summary = Summary {
-        plugins: scorer
-            .plugins
-            .workers
-            .iter()
-            .map(|w| PluginStats { name: w.plugin.name.to_string(), ..Default::default() })
-            .collect(),
-        ..Default::default()
-    };
+    let mut summary = Summary::default();
     let (batch_tx, batch_rx) = mpsc::sync_channel::<Msg>(2);
     let (out_tx, out_rx) = mpsc::sync_channel::<Vec<Verdict>>(2);
 
@@ -161,7 +188,8 @@ where
                     break;
                 }
             };
-            let (verdicts, outcomes) = scorer.score(scorer.batch(records));
+            let snap = scorer.registry.snapshot();
+            let (verdicts, outcomes) = scorer.score_with(&snap, scorer.batch(records));
             summary.requests += verdicts.len() as u64;
             for v in &verdicts {
                 match v.decision {
@@ -170,7 +198,19 @@ where
                     Decision::Block => summary.block += 1,
                 }
             }
-            for (st, o) in summary.plugins.iter_mut().zip(&outcomes) {
+            for (p, o) in snap.plugins.iter().zip(&outcomes) {
+                let v = &p.worker.plugin;
+                let st = match summary.plugins.iter().position(|s| s.name == *v.name && s.version == *v.version) {
+                    Some(i) => &mut summary.plugins[i],
+                    None => {
+                        summary.plugins.push(PluginStats {
+                            name: v.name.to_string(),
+                            version: v.version.to_string(),
+                            ..Default::default()
+                        });
+                        summary.plugins.last_mut().unwrap()
+                    }
+                };
                 st.batches += 1;
                 st.busy += o.elapsed;
                 st.errors += u64::from(o.result.is_err());

@@ -2,10 +2,16 @@
 //! bundled set), each loaded on its own so one bad plugin never stops the
 //! others.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Serialize;
 use crate::config::Config;
 use crate::engine::Runtime;
 use crate::error::{ErrorKind, PluginError};
+use crate::manifest::Mode;
 use crate::state::StateStore;
 use crate::worker::{PluginVersion, Worker};
 
@@ -127,4 +133,232 @@ pub fn load_dir(
     let mut set = load(runtime, config, state, files);
     set.failures.splice(0..0, failures);
     Ok(set)
+}
+
+/// One plugin as the scoring path sees it: a running version and its mode.
+#[derive(Clone)]
+pub struct LivePlugin {
+    pub worker: Arc<Worker>,
+    pub mode: Mode,
+}
+
+/// The live plugin set: immutable, swapped whole. A batch scores against
+/// one snapshot from start to end, so each verdict comes from exactly one
+/// version of each plugin.
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    pub plugins: Vec<LivePlugin>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginState {
+    /// Serving.
+    Active,
+    /// No version could be loaded; not serving.
+    Failed,
+    /// Sitting out after repeated failures.
+    Quarantined,
+}
+
+/// What the admin API says about a plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    pub name: String,
+    pub version: Option<String>,
+    pub sha256: Option<String>,
+    pub manifest_sha256: Option<String>,
+    pub digest: Option<String>,
+    pub mode: Option<Mode>,
+    pub state: PluginState,
+    /// Unix milliseconds.
+    pub loaded_at: Option<u64>,
+    pub last_error: Option<String>,
+    pub rollback_available: bool,
+}
+
+struct Slot {
+    active: Option<Arc<Worker>>,
+    previous: Option<Arc<Worker>>,
+    /// An API mode change; cleared when the plugin's files change.
+    mode_override: Option<Mode>,
+    loaded_at: Option<u64>,
+    last_error: Option<String>,
+    /// (wasm sha256, manifest sha256) of the files last tried, good or bad,
+    /// so unchanged broken files are not retried on every event.
+    tried: Option<(String, String)>,
+}
+
+/// The plugin set of a running host: the snapshot scoring reads, and the
+/// per-plugin status the reloader and the admin API write.
+pub struct Registry {
+    live: RwLock<Arc<Snapshot>>,
+    slots: Mutex<BTreeMap<String, Slot>>,
+    /// Bumped after every reload attempt and admin action (tests and
+    /// readiness wait on it, never on sleeps).
+    generation: AtomicU64,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self { live: RwLock::new(Arc::default()), slots: Mutex::new(BTreeMap::new()), generation: AtomicU64::new(0) }
+    }
+
+    /// A registry serving a fixed set (the `score` command).
+    pub fn fixed(set: PluginSet) -> Self {
+        let r = Self::new();
+        for w in set.workers {
+            let (wasm, manifest) = (w.plugin.wasm_sha256.clone(), w.plugin.manifest_sha256.clone());
+            r.install(Arc::new(w), (wasm, manifest));
+        }
+        for e in set.failures {
+            r.record_failure(&e.plugin, &e.to_string(), None);
+        }
+        r
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // Rebuilds the snapshot from the slots; called with the slots locked so
+    // concurrent changes cannot interleave.
+    fn publish(&self, slots: &BTreeMap<String, Slot>) {
+        let plugins = slots
+            .values()
+            .filter_map(|s| {
+                let w = s.active.clone()?;
+                let mode = s.mode_override.unwrap_or(w.plugin.manifest.raw.mode);
+                Some(LivePlugin { worker: w, mode })
+            })
+            .collect();
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot { plugins });
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The files (shas) last tried for `name`, if any.
+    pub fn tried(&self, name: &str) -> Option<(String, String)> {
+        self.slots().get(name).and_then(|s| s.tried.clone())
+    }
+
+    pub fn active(&self, name: &str) -> Option<Arc<Worker>> {
+        self.slots().get(name).and_then(|s| s.active.clone())
+    }
+
+    /// Makes `worker` the active version of its plugin; the one it replaces
+    /// is kept for rollback. New files supersede any API mode change.
+    pub fn install(&self, worker: Arc<Worker>, tried: (String, String)) -> Option<Arc<Worker>> {
+        let mut slots = self.slots();
+        let name = worker.plugin.name.to_string();
+        let slot = slots.entry(name).or_insert_with(|| Slot {
+            active: None,
+            previous: None,
+            mode_override: None,
+            loaded_at: None,
+            last_error: None,
+            tried: None,
+        });
+        let old = slot.active.replace(worker);
+        if old.is_some() {
+            slot.previous = old.clone();
+        }
+        slot.mode_override = None;
+        slot.loaded_at = Some(now_ms());
+        slot.last_error = None;
+        slot.tried = Some(tried);
+        self.publish(&slots);
+        old
+    }
+
+    /// A version that failed to load; the running one (if any) keeps serving.
+    pub fn record_failure(&self, name: &str, error: &str, tried: Option<(String, String)>) {
+        let mut slots = self.slots();
+        let slot = slots.entry(name.to_string()).or_insert_with(|| Slot {
+            active: None,
+            previous: None,
+            mode_override: None,
+            loaded_at: None,
+            last_error: None,
+            tried: None,
+        });
+        slot.last_error = Some(error.to_string());
+        if tried.is_some() {
+            slot.tried = tried;
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The plugin's files are gone: stop serving it.
+    pub fn remove(&self, name: &str) -> Option<Arc<Worker>> {
+        let mut slots = self.slots();
+        let old = slots.remove(name).and_then(|s| s.active);
+        self.publish(&slots);
+        old
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.slots().keys().cloned().collect()
+    }
+
+    /// Swaps back to the previous version. Returns (from, to) digests.
+    pub fn rollback(&self, name: &str) -> Result<(Arc<Worker>, Arc<Worker>), String> {
+        let mut slots = self.slots();
+        let slot = slots.get_mut(name).ok_or_else(|| format!("no plugin named {name:?}"))?;
+        let prev = slot.previous.take().ok_or_else(|| format!("{name}: no previous version to roll back to"))?;
+        let cur = slot.active.replace(prev.clone());
+        slot.previous = cur.clone();
+        slot.loaded_at = Some(now_ms());
+        let cur = cur.ok_or_else(|| format!("{name}: not active"))?;
+        self.publish(&slots);
+        Ok((cur, prev))
+    }
+
+    pub fn set_mode(&self, name: &str, mode: Mode) -> Result<(Mode, Arc<Worker>), String> {
+        let mut slots = self.slots();
+        let slot = slots.get_mut(name).ok_or_else(|| format!("no plugin named {name:?}"))?;
+        let w = slot.active.clone().ok_or_else(|| format!("{name}: not active"))?;
+        let old = slot.mode_override.unwrap_or(w.plugin.manifest.raw.mode);
+        slot.mode_override = Some(mode);
+        self.publish(&slots);
+        Ok((old, w))
+    }
+
+    pub fn status(&self) -> Vec<PluginStatus> {
+        self.slots()
+            .iter()
+            .map(|(name, s)| {
+                let p = s.active.as_ref().map(|w| &w.plugin);
+                PluginStatus {
+                    name: name.clone(),
+                    version: p.map(|p| p.version.to_string()),
+                    sha256: p.map(|p| p.wasm_sha256.clone()),
+                    manifest_sha256: p.map(|p| p.manifest_sha256.clone()),
+                    digest: p.map(|p| p.digest.to_string()),
+                    mode: p.map(|p| s.mode_override.unwrap_or(p.manifest.raw.mode)),
+                    state: if s.active.is_some() { PluginState::Active } else { PluginState::Failed },
+                    loaded_at: s.loaded_at,
+                    last_error: s.last_error.clone(),
+                    rollback_available: s.previous.is_some(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
 }

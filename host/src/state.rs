@@ -4,7 +4,11 @@
 //! bytes, evicting the least recently used; never shared across plugins.
 
 use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
 
 use lru::LruCache;
 use vigil_sdk::window::SlidingCounter;
@@ -134,6 +138,94 @@ impl Namespace {
     }
 }
 
+const MAGIC: &[u8; 8] = b"VIGILST1";
+
+// Snapshot encoding: little-endian, namespaces by name, entries oldest
+// first (so a restore rebuilds the same LRU order), a sha256 trailer so a
+// torn or corrupted file is detected instead of half-loaded.
+impl Namespace {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
+        for (k, e) in self.entries.iter().rev() {
+            match (k, e) {
+                (Key::Value(key), Entry::Value { data, expires_at_ms }) => {
+                    out.push(0);
+                    out.extend_from_slice(&key.to_le_bytes());
+                    out.extend_from_slice(&expires_at_ms.unwrap_or(i64::MIN).to_le_bytes());
+                    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                    out.extend_from_slice(data);
+                }
+                (Key::Counter(key, window), Entry::Counter(c)) => {
+                    out.push(1);
+                    out.extend_from_slice(&key.to_le_bytes());
+                    out.extend_from_slice(&window.to_le_bytes());
+                    let (head, counts) = c.to_parts();
+                    out.extend_from_slice(&head.to_le_bytes());
+                    for n in counts {
+                        out.extend_from_slice(&n.to_le_bytes());
+                    }
+                }
+                _ => unreachable!("keys and entries are created in matching pairs"),
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>, bounds: StateBounds) -> Result<Self, String> {
+        let mut ns = Namespace::new(bounds);
+        let n = r.u64()?;
+        for _ in 0..n {
+            match r.u8()? {
+                0 => {
+                    let key = r.u64()?;
+                    let exp = r.i64()?;
+                    let len = r.u32()? as usize;
+                    let data = r.bytes(len)?.to_vec();
+                    let expires_at_ms = (exp != i64::MIN).then_some(exp);
+                    ns.insert(Key::Value(key), Entry::Value { data, expires_at_ms });
+                }
+                1 => {
+                    let key = r.u64()?;
+                    let window = r.u32()?;
+                    let head = r.i64()?;
+                    let mut counts = [0u64; vigil_sdk::window::BUCKETS];
+                    for c in counts.iter_mut() {
+                        *c = r.u64()?;
+                    }
+                    ns.insert(Key::Counter(key, window), Entry::Counter(SlidingCounter::from_parts(head, counts)));
+                }
+                t => return Err(format!("unknown entry tag {t}")),
+            }
+        }
+        Ok(ns)
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.pos.checked_add(n).filter(|e| *e <= self.buf.len()).ok_or("truncated")?;
+        let b = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(b)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.bytes(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.bytes(4)?.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.bytes(8)?.try_into().unwrap()))
+    }
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(self.bytes(8)?.try_into().unwrap()))
+    }
+}
+
 /// Every plugin's namespace, by plugin name.
 #[derive(Clone)]
 pub struct StateStore {
@@ -151,6 +243,71 @@ impl StateStore {
     pub fn namespace(&self, plugin: &str) -> Arc<Mutex<Namespace>> {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(plugin.to_string()).or_insert_with(|| Arc::new(Mutex::new(Namespace::new(self.bounds.clone())))).clone()
+    }
+}
+
+impl StateStore {
+    /// Writes every namespace to `path` atomically (temp file, fsync, rename).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let mut out = Vec::from(&MAGIC[..]);
+        let namespaces: Vec<(String, Arc<Mutex<Namespace>>)> = {
+            let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let mut v: Vec<_> = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        out.extend_from_slice(&(namespaces.len() as u32).to_le_bytes());
+        for (name, ns) in namespaces {
+            out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+            ns.lock().unwrap_or_else(|e| e.into_inner()).encode(&mut out);
+        }
+        let digest = Sha256::digest(&out);
+        out.extend_from_slice(&digest);
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&out)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Reads a snapshot written by `save`.
+    pub fn load(path: &Path, bounds: StateBounds) -> Result<Self, String> {
+        let buf = std::fs::read(path).map_err(|e| e.to_string())?;
+        if buf.len() < MAGIC.len() + 4 + 32 || &buf[..8] != MAGIC {
+            return Err("not a vigil state snapshot".into());
+        }
+        let (body, digest) = buf.split_at(buf.len() - 32);
+        if Sha256::digest(body).as_slice() != digest {
+            return Err("checksum mismatch: the snapshot is corrupt or torn".into());
+        }
+        let mut r = Reader { buf: body, pos: 8 };
+        let store = StateStore::new(bounds.clone());
+        for _ in 0..r.u32()? {
+            let len = r.u32()? as usize;
+            let name = String::from_utf8(r.bytes(len)?.to_vec()).map_err(|_| "bad namespace name")?;
+            let ns = Namespace::decode(&mut r, bounds.clone())?;
+            store.inner.lock().unwrap_or_else(|e| e.into_inner()).insert(name, Arc::new(Mutex::new(ns)));
+        }
+        Ok(store)
+    }
+
+    /// Restores from `path` if it exists. A corrupt snapshot is set aside
+    /// (renamed `.corrupt-<ms>`) and reported, never fatal.
+    pub fn restore_or_new(path: &Path, bounds: StateBounds) -> (Self, Option<String>) {
+        if !path.exists() {
+            return (StateStore::new(bounds), None);
+        }
+        match StateStore::load(path, bounds.clone()) {
+            Ok(s) => (s, None),
+            Err(e) => {
+                let aside = path.with_extension(format!("corrupt-{}", crate::registry::now_ms()));
+                let _ = std::fs::rename(path, &aside);
+                (StateStore::new(bounds), Some(format!("{}: {e}; set aside as {}", path.display(), aside.display())))
+            }
+        }
     }
 }
 
@@ -200,6 +357,37 @@ mod tests {
         assert_eq!(ns.counter_add(7, 1, 60_000, 3), 5);
         assert_eq!(ns.counter_add(7, 1, 120_000, 1), 1);
         assert_eq!(ns.get(7, 0), Some(b"v".to_vec()));
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_corruption_is_set_aside() {
+        let dir = std::env::temp_dir().join(format!("vigil-state-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.bin");
+        let s = StateStore::new(StateBounds::default());
+        {
+            let a = s.namespace("a");
+            let mut a = a.lock().unwrap();
+            a.set(1, b"one".to_vec(), Some(99));
+            a.counter_add(2, 1_000, 60_000, 5);
+            s.namespace("b").lock().unwrap().set(1, b"bee".to_vec(), None);
+        }
+        s.save(&path).unwrap();
+        let (r, err) = StateStore::restore_or_new(&path, StateBounds::default());
+        assert!(err.is_none());
+        assert_eq!(r.namespace("a").lock().unwrap().get(1, 0), Some(b"one".to_vec()));
+        assert_eq!(r.namespace("a").lock().unwrap().counter_add(2, 1_001, 60_000, 1), 6);
+        assert_eq!(r.namespace("b").lock().unwrap().get(1, 0), Some(b"bee".to_vec()));
+
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let (r, err) = StateStore::restore_or_new(&path, StateBounds::default());
+        assert!(err.unwrap().contains("checksum"));
+        assert!(r.namespace("a").lock().unwrap().is_empty());
+        assert!(!path.exists(), "the corrupt file was moved aside");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -57,9 +57,24 @@ impl PluginVersion {
         defaults: &Limits,
         state: Arc<Mutex<Namespace>>,
     ) -> Result<(Arc<Self>, InstanceSeed), PluginError> {
-        let manifest = PluginManifest::parse(name, manifest_text, defaults)?;
+        // The manifest first: it is cheap, and its errors are the clearest.
+        PluginManifest::parse(name, manifest_text, defaults)?;
         let pre = runtime.prepare(wasm).map_err(|m| PluginError::new(name, ErrorKind::Load, m))?;
-        let wasm_sha256 = hex::encode(Sha256::digest(wasm));
+        Self::load_prepared(runtime, name, pre, sha256_hex(wasm), manifest_text, defaults, state)
+    }
+
+    /// Like `load`, with the component already compiled (a manifest-only
+    /// change reuses it).
+    pub fn load_prepared(
+        runtime: &Runtime,
+        name: &str,
+        pre: DetectorPre<StoreData>,
+        wasm_sha256: String,
+        manifest_text: &str,
+        defaults: &Limits,
+        state: Arc<Mutex<Namespace>>,
+    ) -> Result<(Arc<Self>, InstanceSeed), PluginError> {
+        let manifest = PluginManifest::parse(name, manifest_text, defaults)?;
         let manifest_sha256 = hex::encode(Sha256::digest(manifest_text.as_bytes()));
         let digest = {
             let mut h = Sha256::new();
@@ -85,6 +100,12 @@ impl PluginVersion {
             .call_info(&mut inst.store)
             .map_err(|e| PluginError::new(name, ErrorKind::Init, format!("info(): {}", first_line(&format!("{e:#}")))))?;
         Ok((Arc::new(v), InstanceSeed(inst)))
+    }
+
+    /// A worker with a fresh instance of this version, on `state`.
+    pub fn start(self: &Arc<Self>, state: Arc<Mutex<Namespace>>) -> Result<Worker, PluginError> {
+        let inst = self.instantiate(state.clone())?;
+        Ok(Worker::spawn(self.clone(), InstanceSeed(inst), state))
     }
 
     fn deadline_ticks(&self) -> u64 {
@@ -164,6 +185,10 @@ impl PluginVersion {
             }
         }
     }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// The first instance, made by `load`, handed to the worker.
