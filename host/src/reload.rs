@@ -279,11 +279,16 @@ fn start_watcher(dir: &Path, tx: Sender<Trigger>) {
     }
 }
 
-/// Compiling a new plugin version must not starve scoring.
+/// Compiling a new plugin version must not starve scoring: the reload
+/// thread runs under SCHED_IDLE (only when a core has nothing else to do),
+/// or failing that at the lowest nice level.
 fn lower_priority() {
     // SAFETY: plain syscalls on the current thread; failure is harmless.
     unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+        }
     }
 }
