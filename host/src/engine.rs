@@ -15,7 +15,10 @@ use crate::manifest::Grants;
 use crate::state::Namespace;
 
 pub mod bindings {
-    wasmtime::component::bindgen!({ world: "detector", path: "../wit" });
+    // Exports are async so a plugin blocked in a host call (a WASI sleep or
+    // poll) can be cut off at its deadline by dropping the call's future;
+    // epoch interruption covers guest code. Host imports stay synchronous.
+    wasmtime::component::bindgen!({ world: "detector", path: "../wit", exports: { default: async } });
 }
 
 pub use bindings::vigil::detector::types::{CounterOp, Field, Level};
@@ -47,7 +50,7 @@ impl Runtime {
             .max_wasm_stack(1 << 20);
         let engine = Engine::new(&cfg).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         Detector::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         start_epoch_ticker(&engine);
@@ -81,6 +84,18 @@ fn start_epoch_ticker(engine: &Engine) {
             }
         })
         .expect("spawn epoch thread");
+}
+
+thread_local! {
+    // Each thread that drives plugin calls (workers, the reloader, `check`)
+    // has its own small runtime for their futures and WASI timers.
+    static LOCAL_RT: tokio::runtime::Runtime =
+        tokio::runtime::Builder::new_current_thread().enable_time().build().expect("tokio runtime");
+}
+
+/// Runs a plugin call's future to completion on this thread.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    LOCAL_RT.with(|rt| rt.block_on(f))
 }
 
 pub fn first_line(s: &str) -> &str {

@@ -316,7 +316,7 @@ mod tests {
     use super::*;
 
     fn bounds(entries: usize, bytes: usize) -> StateBounds {
-        StateBounds { max_entries_per_plugin: entries, max_bytes_per_plugin: bytes, max_value_bytes: 100 }
+        StateBounds { max_entries_per_plugin: entries, max_bytes_per_plugin: bytes, max_value_bytes: 100, ..Default::default() }
     }
 
     #[test]

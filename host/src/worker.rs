@@ -12,7 +12,7 @@ use wasmtime::{Store, Trap};
 
 use crate::batch::Batch;
 use crate::config::Limits;
-use crate::engine::{Detector, DetectorPre, EPOCH_TICK, Info, Request, Runtime, Signal, StoreData, first_line};
+use crate::engine::{Detector, DetectorPre, EPOCH_TICK, Info, Request, Runtime, Signal, StoreData, block_on, first_line};
 use crate::error::{ErrorKind, PluginError};
 use crate::handles::Handles;
 use crate::manifest::{Grants, PluginManifest};
@@ -95,9 +95,7 @@ impl PluginVersion {
             runtime: runtime.clone(),
         };
         let mut inst = v.instantiate(state.clone())?;
-        v.info = inst
-            .detector
-            .call_info(&mut inst.store)
+        v.info = block_on(inst.detector.call_info(&mut inst.store))
             .map_err(|e| PluginError::new(name, ErrorKind::Init, format!("info(): {}", first_line(&format!("{e:#}")))))?;
         Ok((Arc::new(v), InstanceSeed(inst)))
     }
@@ -120,10 +118,16 @@ impl PluginVersion {
         store.limiter(|d| &mut d.limiter);
         store.set_epoch_deadline(self.deadline_ticks());
         store.epoch_deadline_trap();
-        let detector = self.pre.instantiate(&mut store).map_err(|e| {
+        let limit = Duration::from_millis(self.manifest.limits.time_per_batch_ms);
+        let detector = block_on(self.pre.instantiate_async(&mut store)).map_err(|e| {
             PluginError::new(name, ErrorKind::Load, format!("instantiate: {}", first_line(&format!("{e:#}"))))
         })?;
-        let init = detector.call_init(&mut store, &self.manifest.config_json);
+        let init = block_on(async {
+            tokio::time::timeout(limit, detector.call_init(&mut store, &self.manifest.config_json)).await
+        });
+        let Ok(init) = init else {
+            return Err(PluginError::new(name, ErrorKind::Init, format!("init timeout: still running after {limit:?}")));
+        };
         match init {
             Ok(Ok(())) => Ok(Instance { store, detector }),
             Ok(Err(msg)) => Err(PluginError::new(name, ErrorKind::Init, format!("init refused its config: {msg}"))),
@@ -174,8 +178,16 @@ impl PluginVersion {
         let limits = &self.manifest.limits;
         inst.store.data_mut().begin_batch(Some(batch.clone()), limits.log_lines_per_batch, limits.log_bytes_per_batch);
         inst.store.set_epoch_deadline(self.deadline_ticks());
-        let res = inst.detector.call_score(&mut inst.store, &reqs);
+        // Epoch interruption stops guest code at the deadline; the timeout
+        // stops a guest blocked in a host call (a WASI sleep).
+        let limit = Duration::from_millis(limits.time_per_batch_ms) + EPOCH_TICK;
+        let res = block_on(async {
+            tokio::time::timeout(limit, inst.detector.call_score(&mut inst.store, &reqs)).await
+        });
         inst.store.data_mut().begin_batch(None, 0, 0);
+        let Ok(res) = res else {
+            return Err(PluginError::new(name, ErrorKind::Timeout, format!("still running after {limit:?}")));
+        };
         match res {
             Ok(Ok(signals)) => validate(name, signals, reqs.len(), limits),
             Ok(Err(msg)) => Err(PluginError::new(name, ErrorKind::PluginError, truncate(&msg, 512))),
