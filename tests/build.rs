@@ -5,7 +5,7 @@ mod guest_build;
 
 use std::path::Path;
 
-const TEST_PLUGINS: &[&str] = &["raw-canary", "behave"];
+const TEST_PLUGINS: &[&str] = &["raw-canary", "behave", "hostile", "wrong-world"];
 
 fn main() {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();

@@ -81,9 +81,25 @@ pub fn check(path: &Path, config: &Config, out: &mut dyn std::io::Write) -> std:
             return Ok(false);
         }
     };
+    let sig = std::fs::read(path.with_extension("sig")).ok();
+    let trust = match crate::trust::Trust::from_config(&config.trust) {
+        Ok(t) => t,
+        Err(e) => {
+            writeln!(out, "FAIL  {e}")?;
+            return Ok(false);
+        }
+    };
+    match trust.check(&name, path.parent(), &wasm, manifest.as_bytes(), sig.as_deref()) {
+        Ok(Some(signer)) => writeln!(out, "ok    signed by trusted key {signer}")?,
+        Ok(None) => writeln!(out, "ok    unsigned (signatures are not required here)")?,
+        Err(e) => {
+            writeln!(out, "FAIL  {}: {}", e.kind, e.message)?;
+            return Ok(false);
+        }
+    }
     let runtime = Runtime::new().map_err(std::io::Error::other)?;
     let state = StateStore::new(config.state.clone());
-    let files = PluginFiles { name: name.clone(), wasm, manifest };
+    let files = PluginFiles { name: name.clone(), wasm, manifest, sig };
     let ns = state.namespace(&name);
     let (plugin, seed) =
         match PluginVersion::load(&runtime, &files.name, &files.wasm, &files.manifest, &config.limits, ns.clone()) {

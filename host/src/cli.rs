@@ -67,6 +67,16 @@ enum Command {
         /// The plugin's NAME.wasm; its NAME.toml must sit beside it.
         plugin: PathBuf,
     },
+    /// Write NAME.key (secret) and NAME.pub for signing plugins.
+    Keygen {
+        name: PathBuf,
+    },
+    /// Sign PLUGIN.wasm together with its manifest PLUGIN.toml: writes PLUGIN.sig.
+    Sign {
+        #[arg(long, value_name = "NAME.key")]
+        key: PathBuf,
+        plugin: PathBuf,
+    },
     /// Write the bundled plugins (NAME.wasm + NAME.toml) into a directory.
     Bundled {
         #[arg(long, value_name = "DIR")]
@@ -112,6 +122,16 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 eprintln!("vigil: {} is not a valid vigil plugin (see above)", plugin.display());
                 Ok(ExitCode::from(1))
             }
+        }
+        Command::Keygen { name } => {
+            let (secret, public) = crate::trust::keygen(&name).map_err(|e| anyhow::anyhow!(e))?;
+            println!("wrote {} (keep it secret) and {}", secret.display(), public.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sign { key, plugin } => {
+            let sig = crate::trust::sign(&key, &plugin).map_err(|e| anyhow::anyhow!(e))?;
+            println!("wrote {}", sig.display());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bundled { out } => {
             std::fs::create_dir_all(&out)?;
@@ -180,6 +200,9 @@ fn score(config: &Config, plugins: Option<PathBuf>, input: &str, output: &str, q
     }
     let summary = result?;
     print_summary(&summary);
+    if summary.requests == 0 && summary.bad_lines == 0 {
+        eprintln!("vigil: the input was empty: nothing to score");
+    }
     if summary.requests == 0 && summary.bad_lines > 0 {
         anyhow::bail!("nothing scored: all {} input lines were bad", summary.bad_lines);
     }

@@ -74,6 +74,15 @@ pub struct Limits {
     pub max_labels: u32,
     pub max_label_bytes: u32,
     pub max_reason_bytes: u32,
+    /// Wasm tables, table elements and instances per plugin store.
+    pub max_tables: u32,
+    pub max_table_elements: u32,
+    pub max_instances: u32,
+    /// Consecutive failed batches before a plugin is quarantined.
+    pub quarantine_after: u32,
+    /// First quarantine; doubles on each failed retry, up to the maximum.
+    pub quarantine_backoff_ms: u64,
+    pub quarantine_max_backoff_ms: u64,
 }
 
 impl Default for Limits {
@@ -86,6 +95,12 @@ impl Default for Limits {
             max_labels: 16,
             max_label_bytes: 128,
             max_reason_bytes: 1024,
+            max_tables: 32,
+            max_table_elements: 100_000,
+            max_instances: 64,
+            quarantine_after: 3,
+            quarantine_backoff_ms: 1_000,
+            quarantine_max_backoff_ms: 60_000,
         }
     }
 }
@@ -152,9 +167,12 @@ impl Default for Server {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Trust {
-    /// Public key files of trusted plugin signers.
+    /// Public key files (`vigil keygen`) of trusted plugin signers.
     pub keys: Vec<PathBuf>,
+    /// Every plugin must carry a valid signature by a trusted key.
     pub require_signatures: bool,
+    /// Only plugins in these directories must (a vendor drop-box, say).
+    pub require_signatures_in: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

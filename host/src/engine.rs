@@ -123,9 +123,12 @@ impl LogBudget {
     }
 }
 
-/// Memory limit for one store, remembering whether the plugin hit it.
+/// Resource limits for one store, remembering whether memory ran out.
 pub struct Limiter {
     pub memory_bytes: usize,
+    pub tables: usize,
+    pub table_elements: usize,
+    pub instances: usize,
     pub hit: bool,
 }
 
@@ -138,13 +141,13 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        Ok(desired <= self.table_elements)
     }
     fn instances(&self) -> usize {
-        64
+        self.instances
     }
     fn tables(&self) -> usize {
-        64
+        self.tables
     }
     fn memories(&self) -> usize {
         16
@@ -166,12 +169,7 @@ pub struct StoreData {
 }
 
 impl StoreData {
-    pub fn new(
-        plugin: Arc<str>,
-        grants: Arc<Grants>,
-        state: Arc<Mutex<Namespace>>,
-        memory_bytes: usize,
-    ) -> Self {
+    pub fn new(plugin: Arc<str>, grants: Arc<Grants>, state: Arc<Mutex<Namespace>>, limits: &crate::config::Limits) -> Self {
         let log = Arc::new(Mutex::new(LogBudget::default()));
         // No preopens, environment, arguments, network or inherited stdio:
         // the only way out of the sandbox is the host interface. Output goes
@@ -183,7 +181,13 @@ impl StoreData {
         Self {
             wasi,
             table: ResourceTable::new(),
-            limiter: Limiter { memory_bytes, hit: false },
+            limiter: Limiter {
+                memory_bytes: (limits.memory_mb as usize).saturating_mul(1 << 20),
+                tables: limits.max_tables as usize,
+                table_elements: limits.max_table_elements as usize,
+                instances: limits.max_instances as usize,
+                hit: false,
+            },
             plugin,
             grants,
             state,

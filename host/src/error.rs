@@ -31,6 +31,8 @@ pub enum ErrorKind {
     Load,
     /// The manifest is missing or invalid.
     Manifest,
+    /// The signature is missing, invalid or not by a trusted key.
+    Signature,
     /// `init` returned an error or trapped.
     Init,
     /// The batch ran past the plugin's time limit.
@@ -52,6 +54,7 @@ impl ErrorKind {
         match self {
             ErrorKind::Load => "load",
             ErrorKind::Manifest => "manifest",
+            ErrorKind::Signature => "signature",
             ErrorKind::Init => "init",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Trap => "trap",

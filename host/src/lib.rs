@@ -23,6 +23,7 @@ pub mod registry;
 pub mod reload;
 pub mod serve;
 pub mod state;
+pub mod trust;
 pub mod worker;
 
 pub use config::Config;

@@ -83,6 +83,12 @@ pub struct LimitOverrides {
     pub memory_mb: Option<u64>,
     pub log_lines_per_batch: Option<u32>,
     pub log_bytes_per_batch: Option<u32>,
+    pub max_labels: Option<u32>,
+    pub max_label_bytes: Option<u32>,
+    pub max_reason_bytes: Option<u32>,
+    /// Host state entries and bytes for this plugin (host defaults otherwise).
+    pub state_entries: Option<usize>,
+    pub state_bytes: Option<usize>,
 }
 
 /// The request fields a plugin may see.
@@ -213,6 +219,15 @@ impl PluginManifest {
         }
         if let Some(v) = o.log_bytes_per_batch {
             limits.log_bytes_per_batch = v;
+        }
+        if let Some(v) = o.max_labels {
+            limits.max_labels = v;
+        }
+        if let Some(v) = o.max_label_bytes {
+            limits.max_label_bytes = v;
+        }
+        if let Some(v) = o.max_reason_bytes {
+            limits.max_reason_bytes = v;
         }
         if limits.time_per_batch_ms == 0 || limits.memory_mb == 0 {
             return Err(err("`limits.time_per_batch_ms` and `limits.memory_mb` must be positive".into()));

@@ -111,6 +111,15 @@ impl Metrics {
             ];
             let _ = writeln!(out, "vigil_plugin_info{} 1", fmt_labels(&labels, None));
         }
+        let _ = writeln!(
+            out,
+            "# HELP vigil_plugin_quarantined 1 while a plugin sits out after repeated failures.\n# TYPE vigil_plugin_quarantined gauge"
+        );
+        for p in &live.plugins {
+            let q = p.worker.health.lock().unwrap_or_else(|e| e.into_inner()).quarantined();
+            let labels = vec![("plugin", p.worker.plugin.name.to_string())];
+            let _ = writeln!(out, "vigil_plugin_quarantined{} {}", fmt_labels(&labels, None), u8::from(q));
+        }
         out
     }
 }

@@ -13,6 +13,7 @@ use crate::engine::Runtime;
 use crate::error::{ErrorKind, PluginError};
 use crate::manifest::Mode;
 use crate::state::StateStore;
+use crate::trust::Trust;
 use crate::worker::{PluginVersion, Worker};
 
 /// Loaded plugins, sorted by name, and the ones that failed to load.
@@ -32,6 +33,16 @@ pub struct PluginFiles {
     pub name: String,
     pub wasm: Vec<u8>,
     pub manifest: String,
+    /// `NAME.sig`, if present.
+    pub sig: Option<Vec<u8>>,
+}
+
+impl PluginFiles {
+    /// Identifies exactly these files (wasm, manifest and signature).
+    pub fn fingerprint(&self) -> (String, String) {
+        let sig = self.sig.as_deref().map(crate::worker::sha256_hex).unwrap_or_default();
+        (crate::worker::sha256_hex(&self.wasm), format!("{}{sig}", crate::worker::sha256_hex(self.manifest.as_bytes())))
+    }
 }
 
 /// Is `name` usable as a plugin identity (file stem)?
@@ -48,7 +59,7 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<PluginFiles>, Vec<PluginError>), std:
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let ext = path.extension().and_then(|e| e.to_str());
-        if matches!(ext, Some("wasm") | Some("toml"))
+        if matches!(ext, Some("wasm") | Some("toml") | Some("sig"))
             && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
         {
             names.insert(stem.to_string());
@@ -78,7 +89,16 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<PluginFiles>, Vec<PluginError>), std:
                 continue;
             }
         };
-        files.push(PluginFiles { name, wasm, manifest });
+        let sig_path = dir.join(format!("{name}.sig"));
+        let sig = match std::fs::read(&sig_path) {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                failures.push(fail(ErrorKind::Signature, format!("{}: {e}", sig_path.display())));
+                continue;
+            }
+        };
+        files.push(PluginFiles { name, wasm, manifest, sig });
     }
     Ok((files, failures))
 }
@@ -91,14 +111,29 @@ pub fn bundled() -> Vec<PluginFiles> {
             name: name.to_string(),
             wasm: wasm.to_vec(),
             manifest: manifest.to_string(),
+            sig: None,
         })
         .collect()
 }
 
-/// Loads each plugin and starts its worker.
-pub fn load(runtime: &Runtime, config: &Config, state: &StateStore, files: Vec<PluginFiles>) -> PluginSet {
+/// Loads each plugin and starts its worker. `trust` is checked first
+/// (`None`: built-in plugins, trusted by construction).
+pub fn load(
+    runtime: &Runtime,
+    config: &Config,
+    state: &StateStore,
+    files: Vec<PluginFiles>,
+    trust: Option<(&Trust, &Path)>,
+) -> PluginSet {
     let mut set = PluginSet { workers: Vec::new(), failures: Vec::new() };
     for f in files {
+        if let Some((t, dir)) = trust
+            && let Err(e) = t.check(&f.name, Some(dir), &f.wasm, f.manifest.as_bytes(), f.sig.as_deref())
+        {
+            tracing::error!(plugin = %e.plugin, kind = %e.kind, "not loaded: {}", e.message);
+            set.failures.push(e);
+            continue;
+        }
         let ns = state.namespace(&f.name);
         match PluginVersion::load(runtime, &f.name, &f.wasm, &f.manifest, &config.limits, ns.clone()) {
             Ok((plugin, seed)) => {
@@ -123,6 +158,7 @@ pub fn load_dir(
     state: &StateStore,
     dir: Option<&Path>,
 ) -> Result<PluginSet, crate::error::Error> {
+    let trust = Trust::from_config(&config.trust)?;
     let (files, failures) = match dir {
         Some(d) => read_dir(d).map_err(|e| crate::error::Error::io(format!("plugin directory {}", d.display()), e))?,
         None => (bundled(), Vec::new()),
@@ -130,7 +166,7 @@ pub fn load_dir(
     for e in &failures {
         tracing::error!(plugin = %e.plugin, kind = %e.kind, "not loaded: {}", e.message);
     }
-    let mut set = load(runtime, config, state, files);
+    let mut set = load(runtime, config, state, files, dir.map(|d| (&trust, d)));
     set.failures.splice(0..0, failures);
     Ok(set)
 }
@@ -347,7 +383,13 @@ impl Registry {
                     manifest_sha256: p.map(|p| p.manifest_sha256.clone()),
                     digest: p.map(|p| p.digest.to_string()),
                     mode: p.map(|p| s.mode_override.unwrap_or(p.manifest.raw.mode)),
-                    state: if s.active.is_some() { PluginState::Active } else { PluginState::Failed },
+                    state: match &s.active {
+                        None => PluginState::Failed,
+                        Some(w) if w.health.lock().unwrap_or_else(|e| e.into_inner()).quarantined() => {
+                            PluginState::Quarantined
+                        }
+                        Some(_) => PluginState::Active,
+                    },
                     loaded_at: s.loaded_at,
                     last_error: s.last_error.clone(),
                     rollback_available: s.previous.is_some(),

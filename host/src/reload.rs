@@ -21,7 +21,8 @@ use crate::metrics::Metrics;
 use crate::pipeline::run_plugins;
 use crate::registry::{PluginFiles, Registry, now_ms, read_dir};
 use crate::state::{Namespace, StateStore};
-use crate::worker::{PluginVersion, Worker, sha256_hex};
+use crate::trust::Trust;
+use crate::worker::{PluginVersion, Worker};
 
 /// An append-only NDJSON log of reloads and admin actions.
 pub struct Audit {
@@ -65,6 +66,7 @@ pub struct Reloader {
     metrics: Arc<Metrics>,
     audit: Arc<Audit>,
     hasher: Hasher64,
+    trust: Trust,
     /// Compiled components by wasm sha256: a manifest-only change reuses one.
     compiled: Mutex<HashMap<String, DetectorPre<StoreData>>>,
     /// Serialises reloads: one at a time, whatever triggered them.
@@ -83,9 +85,10 @@ impl Reloader {
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
         audit: Arc<Audit>,
-    ) -> Self {
+    ) -> Result<Self, crate::error::Error> {
         let hasher = Hasher64::new(config.handle_key().expect("validated config"));
-        Self {
+        let trust = Trust::from_config(&config.trust)?;
+        Ok(Self {
             dir,
             runtime,
             config,
@@ -94,9 +97,10 @@ impl Reloader {
             metrics,
             audit,
             hasher,
+            trust,
             compiled: Mutex::new(HashMap::new()),
             busy: Mutex::new(()),
-        }
+        })
     }
 
     /// Brings the registry in line with the directory. Returns what changed.
@@ -130,11 +134,11 @@ impl Reloader {
             }
         }
         for f in files {
-            let shas = (sha256_hex(&f.wasm), sha256_hex(f.manifest.as_bytes()));
+            let shas = f.fingerprint();
             if self.registry.tried(&f.name).as_ref() == Some(&shas) {
                 continue; // unchanged since the last attempt, good or bad
             }
-            match self.load_one(&f, &shas.0) {
+            match self.load_one(&f, &shas.0.clone()) {
                 Ok(worker) => {
                     let new = worker.plugin.clone();
                     let old = self.registry.install(Arc::new(worker), shas);
@@ -171,6 +175,8 @@ impl Reloader {
     /// throwaway state namespace, then start its real worker.
     fn load_one(&self, f: &PluginFiles, wasm_sha: &str) -> Result<Worker, PluginError> {
         let limits = &self.config.limits;
+        // Before anything from the files runs, or is even compiled.
+        self.trust.check(&f.name, Some(&self.dir), &f.wasm, f.manifest.as_bytes(), f.sig.as_deref())?;
         crate::manifest::PluginManifest::parse(&f.name, &f.manifest, limits)?;
         let cached = self.compiled.lock().unwrap_or_else(|e| e.into_inner()).get(wasm_sha).cloned();
         let pre = match cached {

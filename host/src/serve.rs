@@ -89,7 +89,7 @@ impl Server {
             registry.clone(),
             metrics.clone(),
             audit.clone(),
-        ));
+        )?);
         reloader.reload_all("start-up");
         let rescan = (config.server.rescan_interval_s > 0).then(|| Duration::from_secs(config.server.rescan_interval_s));
         let reload_tx = reload::spawn(reloader, Duration::from_millis(config.server.reload_debounce_ms), rescan);
@@ -216,6 +216,19 @@ struct ScoreError {
 /// 0-based index in the body.
 pub fn parse_body(body: &[u8], limits: &Input) -> Result<Vec<Result<Record, BadInput>>, String> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let mut ids = crate::pipeline::DuplicateIds::new("record");
+    let parsed = parse_records(body, first, limits)?;
+    if parsed.is_empty() {
+        return Err("empty body: send a JSON array or NDJSON of request records".into());
+    }
+    Ok(parsed
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.and_then(|r| ids.check(r, i as u64)))
+        .collect())
+}
+
+fn parse_records(body: &[u8], first: Option<&u8>, limits: &Input) -> Result<Vec<Result<Record, BadInput>>, String> {
     if first == Some(&b'[') {
         let items: Vec<&serde_json::value::RawValue> =
             serde_json::from_slice(body).map_err(|e| format!("body is not a JSON array of records: {e}"))?;

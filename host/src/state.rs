@@ -61,6 +61,17 @@ impl Namespace {
         self.entries.len()
     }
 
+    /// A plugin's manifest may set its own bounds; shrinking evicts at once.
+    pub fn set_bounds(&mut self, entries: Option<usize>, bytes: Option<usize>) {
+        if let Some(e) = entries {
+            self.bounds.max_entries_per_plugin = e;
+        }
+        if let Some(b) = bytes {
+            self.bounds.max_bytes_per_plugin = b;
+        }
+        self.evict();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -119,6 +130,10 @@ impl Namespace {
         if let Some(old) = self.entries.put(k, e) {
             self.bytes -= old.cost();
         }
+        self.evict();
+    }
+
+    fn evict(&mut self) {
         while self.entries.len() > self.bounds.max_entries_per_plugin || self.bytes > self.bounds.max_bytes_per_plugin
         {
             match self.entries.pop_lru() {

@@ -112,8 +112,9 @@ impl PluginVersion {
 
     fn instantiate(&self, state: Arc<Mutex<Namespace>>) -> Result<Instance, PluginError> {
         let name = &*self.name;
-        let memory = (self.manifest.limits.memory_mb as usize).saturating_mul(1 << 20);
-        let data = StoreData::new(self.name.clone(), self.grants.clone(), state, memory);
+        let o = &self.manifest.raw.limits;
+        state.lock().unwrap_or_else(|e| e.into_inner()).set_bounds(o.state_entries, o.state_bytes);
+        let data = StoreData::new(self.name.clone(), self.grants.clone(), state, &self.manifest.limits);
         let mut store = Store::new(&self.runtime.engine, data);
         store.limiter(|d| &mut d.limiter);
         store.set_epoch_deadline(self.deadline_ticks());
@@ -261,10 +262,27 @@ struct Job {
     reply: mpsc::Sender<(usize, Outcome)>,
 }
 
+/// A plugin's recent record: repeated failures put it in quarantine, with a
+/// backoff that doubles on each failed retry; one good batch ends it.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    pub consecutive_failures: u32,
+    pub quarantined_until: Option<Instant>,
+    pub backoff: Duration,
+    pub quarantines: u64,
+}
+
+impl Health {
+    pub fn quarantined(&self) -> bool {
+        self.quarantined_until.is_some_and(|t| Instant::now() < t)
+    }
+}
+
 /// A plugin version's worker thread. Dropping it stops the thread once the
 /// batches already queued are done.
 pub struct Worker {
     pub plugin: Arc<PluginVersion>,
+    pub health: Arc<Mutex<Health>>,
     tx: SyncSender<Job>,
 }
 
@@ -272,11 +290,13 @@ impl Worker {
     pub fn spawn(plugin: Arc<PluginVersion>, seed: InstanceSeed, state: Arc<Mutex<Namespace>>) -> Self {
         let (tx, rx) = mpsc::sync_channel::<Job>(2);
         let p = plugin.clone();
+        let health = Arc::new(Mutex::new(Health::default()));
+        let h = health.clone();
         std::thread::Builder::new()
             .name(format!("plugin-{}", plugin.name))
-            .spawn(move || worker_loop(p, seed.0, state, rx))
+            .spawn(move || worker_loop(p, seed.0, state, h, rx))
             .expect("spawn plugin worker");
-        Worker { plugin, tx }
+        Worker { plugin, health, tx }
     }
 
     /// Queues a batch; the outcome arrives on `reply` tagged with `slot`.
@@ -289,10 +309,28 @@ impl Worker {
     }
 }
 
-fn worker_loop(p: Arc<PluginVersion>, first: Instance, state: Arc<Mutex<Namespace>>, rx: Receiver<Job>) {
+fn worker_loop(
+    p: Arc<PluginVersion>,
+    first: Instance,
+    state: Arc<Mutex<Namespace>>,
+    health: Arc<Mutex<Health>>,
+    rx: Receiver<Job>,
+) {
     let mut inst: Option<Instance> = Some(first);
+    let limits = &p.manifest.limits;
+    let plugin = &*p.name;
     for job in rx {
         let start = Instant::now();
+        let sitting_out = {
+            let h = health.lock().unwrap_or_else(|e| e.into_inner());
+            h.quarantined_until.filter(|t| Instant::now() < *t).map(|t| (t - Instant::now(), h.consecutive_failures))
+        };
+        if let Some((left, failures)) = sitting_out {
+            let msg = format!("quarantined after {failures} consecutive failures; next try in {:.1} s", left.as_secs_f64());
+            let err = PluginError::new(plugin, ErrorKind::Quarantined, msg);
+            let _ = job.reply.send((job.slot, Outcome { result: Err(err), elapsed: Duration::ZERO }));
+            continue;
+        }
         let result = match inst.as_mut() {
             Some(i) => p.score(i, &job.batch),
             None => match p.instantiate(state.clone()) {
@@ -304,13 +342,36 @@ fn worker_loop(p: Arc<PluginVersion>, first: Instance, state: Arc<Mutex<Namespac
                 Err(e) => Err(e),
             },
         };
-        if let Err(e) = &result {
-            let plugin = &*p.name;
-            tracing::warn!(plugin, kind = %e.kind, "batch failed: {}", e.message);
-            if matches!(e.kind, ErrorKind::Trap | ErrorKind::Timeout | ErrorKind::Memory) {
-                // The instance may be mid-way through anything: replace it.
-                inst = p.instantiate(state.clone()).ok();
+        {
+            let mut h = health.lock().unwrap_or_else(|e| e.into_inner());
+            match &result {
+                Ok(_) => {
+                    if h.quarantined_until.take().is_some() {
+                        tracing::warn!(plugin, "back in service after quarantine");
+                    }
+                    h.consecutive_failures = 0;
+                    h.backoff = Duration::ZERO;
+                }
+                Err(e) => {
+                    tracing::warn!(plugin, kind = %e.kind, "batch failed: {}", e.message);
+                    h.consecutive_failures += 1;
+                    if h.consecutive_failures >= limits.quarantine_after {
+                        let first = Duration::from_millis(limits.quarantine_backoff_ms);
+                        let max = Duration::from_millis(limits.quarantine_max_backoff_ms);
+                        h.backoff = if h.backoff.is_zero() { first } else { (h.backoff * 2).min(max) };
+                        h.quarantined_until = Some(Instant::now() + h.backoff);
+                        h.quarantines += 1;
+                        tracing::error!(plugin, failures = h.consecutive_failures, backoff_ms = h.backoff.as_millis() as u64,
+                            "quarantined: repeated failures");
+                    }
+                }
             }
+        }
+        if let Err(e) = &result
+            && matches!(e.kind, ErrorKind::Trap | ErrorKind::Timeout | ErrorKind::Memory)
+        {
+            // The instance may be mid-way through anything: replace it.
+            inst = p.instantiate(state.clone()).ok();
         }
         let _ = job.reply.send((job.slot, Outcome { result, elapsed: start.elapsed() }));
     }

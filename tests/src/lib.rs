@@ -26,7 +26,7 @@ pub mod wasm {
 }
 
 pub fn files(name: &str, wasm: &[u8], manifest: &str) -> PluginFiles {
-    PluginFiles { name: name.into(), wasm: wasm.to_vec(), manifest: manifest.into() }
+    PluginFiles { name: name.into(), wasm: wasm.to_vec(), manifest: manifest.into(), sig: None }
 }
 
 /// Writes NAME.wasm + NAME.toml into `dir`.
@@ -38,9 +38,12 @@ pub fn write_plugin(dir: &Path, name: &str, wasm: &[u8], manifest: &str) {
 /// A scorer over `files`, sharing `state` (pass the same store to model a
 /// new version of the same plugins).
 pub fn scorer(files: Vec<PluginFiles>, state: &StateStore) -> Scorer {
-    let config = Config::default();
+    scorer_with(files, state, Config::default())
+}
+
+pub fn scorer_with(files: Vec<PluginFiles>, state: &StateStore, config: Config) -> Scorer {
     let runtime = Runtime::new().unwrap();
-    let set: PluginSet = registry::load(&runtime, &config, state, files);
+    let set: PluginSet = registry::load(&runtime, &config, state, files, None);
     assert!(set.failures.is_empty(), "{:?}", set.failures);
     Scorer::new(set, &config)
 }
