@@ -29,8 +29,23 @@ fn manifest(config: &str) -> String {
 /// exactly these files.
 fn wait_tried(server: &Server, wasm: &[u8], manifest: &str) {
     let want = Some((sha256_hex(wasm), sha256_hex(manifest.as_bytes())));
+    wait_for(server, "counter", want);
+}
+
+/// Waits until the registry has tried whatever files `name` has in `dir` now.
+fn wait_tried_dir(server: &Server, dir: &Path, name: &str) {
+    let files = vigil::registry::PluginFiles {
+        name: name.into(),
+        wasm: std::fs::read(dir.join(format!("{name}.wasm"))).unwrap(),
+        manifest: std::fs::read_to_string(dir.join(format!("{name}.toml"))).unwrap(),
+        sig: std::fs::read(dir.join(format!("{name}.sig"))).ok(),
+    };
+    wait_for(server, name, Some(files.fingerprint()));
+}
+
+fn wait_for(server: &Server, name: &str, want: Option<(String, String)>) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while server.registry.tried("counter") != want {
+    while server.registry.tried(name) != want {
         assert!(Instant::now() < deadline, "reload outcome never reported");
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -241,4 +256,42 @@ fn admin_api_rollback_mode_and_auth() {
     assert_eq!(get("/readyz", None).0, 200);
     let audit = std::fs::read_to_string(state.path().join("audit.ndjson")).unwrap();
     assert!(audit.lines().any(|l| l.contains("\"event\":\"rollback\"") && l.contains("\"token\":\"config\"")));
+}
+
+#[test]
+fn tampered_signed_plugin_is_refused_and_the_running_version_keeps_serving() {
+    let plugins = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let dir = plugins.path();
+    let (secret, public) = vigil::trust::keygen(&keys.path().join("vendor")).unwrap();
+    std::fs::write(dir.join("counter.wasm"), wasm::BEHAVE).unwrap();
+    std::fs::write(dir.join("counter.toml"), manifest("tag = \" v1\"")).unwrap();
+    vigil::trust::sign(&secret, &dir.join("counter.wasm")).unwrap();
+    let mut c = config(state.path());
+    c.trust.keys = vec![public];
+    c.trust.require_signatures = true;
+    let server = Server::start(c, dir, "127.0.0.1:0").unwrap();
+    let signed = server.registry.active("counter").expect("signed plugin loads").plugin.digest.clone();
+
+    // Widen the grants without the vendor's key.
+    let widened = manifest("tag = \" v2\"").replace("grants = [\"account\"]", "grants = [\"account\", \"prompt\"]");
+    std::fs::write(dir.join("counter.toml"), &widened).unwrap();
+    wait_tried_dir(&server, dir, "counter");
+    assert_eq!(server.registry.active("counter").unwrap().plugin.digest, signed, "tampered version went live");
+    let status = server.registry.status();
+    assert!(status[0].last_error.as_deref().unwrap().contains("signature"), "{:?}", status[0].last_error);
+    let s = score_one(&server.addr.to_string(), 1).unwrap();
+    assert_eq!((s.tag, s.digest.as_str()), (1, &*signed), "the signed version keeps serving");
+
+    // An unsigned newcomer is refused too.
+    std::fs::write(dir.join("intruder.wasm"), wasm::BEHAVE).unwrap();
+    std::fs::write(dir.join("intruder.toml"), manifest("")).unwrap();
+    wait_tried_dir(&server, dir, "intruder");
+    assert!(server.registry.active("intruder").is_none());
+
+    // Signed by the vendor, the change is accepted.
+    vigil::trust::sign(&secret, &dir.join("counter.wasm")).unwrap();
+    wait_tried_dir(&server, dir, "counter");
+    assert_ne!(server.registry.active("counter").unwrap().plugin.digest, signed);
 }
