@@ -13,6 +13,7 @@ pub mod combine;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod fuzzing;
 pub mod handles;
 pub mod manifest;
 pub mod metrics;

@@ -1,0 +1,8 @@
+//! The plugin manifest parser and the host config parser.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    vigil::fuzzing::manifest(data);
+});
