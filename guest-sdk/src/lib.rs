@@ -25,9 +25,12 @@
 //! ```
 
 pub mod hash;
+pub mod sketch;
 pub mod text;
 pub mod window;
 
+#[cfg(feature = "guest")]
+pub mod batch_state;
 #[cfg(feature = "guest")]
 mod detector;
 #[cfg(feature = "guest")]

@@ -28,6 +28,9 @@ pub struct Config {
     pub old_account_factor: f32,
     /// Multiplier when the account's age is not known.
     pub unknown_age_factor: f32,
+    /// Multiplier for accounts in an organisation: shared corporate
+    /// instruments and keys carry legitimately high volume.
+    pub org_factor: f32,
 }
 
 impl Default for Config {
@@ -42,6 +45,7 @@ impl Default for Config {
             young_account_days: 7.0,
             old_account_factor: 0.5,
             unknown_age_factor: 0.8,
+            org_factor: 0.5,
         }
     }
 }
@@ -168,6 +172,7 @@ impl Detector for Velocity {
                 }
                 let Some((e, i, count)) = best else { return Signal::none() };
                 let (factor, age) = self.age_factor(r);
+                let factor = factor * if r.org != 0 { self.cfg.org_factor } else { 1.0 };
                 let d = &dims[i];
                 let age_text = match age {
                     Some(days) => format!("account age {days:.1} days"),

@@ -1,0 +1,377 @@
+//! Bounded sketches the detectors share. Each states its memory ceiling and
+//! error bound, and the tests assert both. All are plain Rust, usable
+//! natively and in a plugin, and (where they live in host state) encode to
+//! a fixed number of bytes.
+
+use crate::hash::mix;
+
+/// HyperLogLog distinct counter with 2^P one-byte registers: `P` = 7 is 128
+/// bytes and a standard error of about 1.04 / sqrt(128) = 9%.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HyperLogLog<const P: u32> {
+    regs: Vec<u8>,
+}
+
+impl<const P: u32> Default for HyperLogLog<P> {
+    fn default() -> Self {
+        Self { regs: vec![0; 1 << P] }
+    }
+}
+
+impl<const P: u32> HyperLogLog<P> {
+    pub const BYTES: usize = 1 << P;
+
+    /// Adds an item by its 64-bit hash (mixed again, so handles can be fed
+    /// directly). Returns whether a register changed.
+    pub fn add(&mut self, item: u64) -> bool {
+        let h = mix(item ^ 0x9e37_79b9_7f4a_7c15);
+        let idx = (h >> (64 - P)) as usize;
+        let rank = ((h << P) | (1 << (P - 1))).leading_zeros() as u8 + 1;
+        if rank > self.regs[idx] {
+            self.regs[idx] = rank;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn estimate(&self) -> f64 {
+        let m = self.regs.len() as f64;
+        let alpha = 0.7213 / (1.0 + 1.079 / m);
+        let sum: f64 = self.regs.iter().map(|&r| 2f64.powi(-(r as i32))).sum();
+        let raw = alpha * m * m / sum;
+        let zeros = self.regs.iter().filter(|&&r| r == 0).count();
+        if raw <= 2.5 * m && zeros > 0 { m * (m / zeros as f64).ln() } else { raw }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.regs
+    }
+
+    /// From `as_bytes`; anything of the wrong length is an empty sketch.
+    pub fn from_bytes(b: &[u8]) -> Self {
+        if b.len() == Self::BYTES { Self { regs: b.to_vec() } } else { Self::default() }
+    }
+}
+
+/// Count-min sketch: `D` rows of `W` u32 counters (4·D·W bytes). An
+/// estimate never undercounts, and overcounts by more than 2N/W with
+/// probability at most 2^-D (N = total added).
+#[derive(Clone, Debug)]
+pub struct CountMin<const D: usize, const W: usize> {
+    rows: Vec<[u32; W]>,
+}
+
+impl<const D: usize, const W: usize> Default for CountMin<D, W> {
+    fn default() -> Self {
+        Self { rows: vec![[0; W]; D] }
+    }
+}
+
+impl<const D: usize, const W: usize> CountMin<D, W> {
+    fn slot(item: u64, row: usize) -> usize {
+        (mix(item.wrapping_add(0x632b_e59b_d9b4_e019u64.wrapping_mul(row as u64 + 1))) % W as u64) as usize
+    }
+
+    /// Adds `n` and returns the new estimate.
+    pub fn add(&mut self, item: u64, n: u32) -> u32 {
+        let mut est = u32::MAX;
+        for (r, row) in self.rows.iter_mut().enumerate() {
+            let c = &mut row[Self::slot(item, r)];
+            *c = c.saturating_add(n);
+            est = est.min(*c);
+        }
+        est
+    }
+
+    pub fn estimate(&self, item: u64) -> u32 {
+        self.rows.iter().enumerate().map(|(r, row)| row[Self::slot(item, r)]).min().unwrap_or(0)
+    }
+}
+
+/// Top-K heavy hitters (Space-Saving): exactly `K` slots; any item whose
+/// true count exceeds N/K is present, and each count overestimates by at
+/// most the smallest count held.
+#[derive(Clone, Debug, Default)]
+pub struct TopK<const K: usize> {
+    items: Vec<(u64, u32)>,
+}
+
+impl<const K: usize> TopK<K> {
+    pub fn add(&mut self, item: u64) {
+        if let Some(e) = self.items.iter_mut().find(|e| e.0 == item) {
+            e.1 += 1;
+        } else if self.items.len() < K {
+            self.items.push((item, 1));
+        } else if let Some(min) = self.items.iter_mut().min_by_key(|e| e.1) {
+            *min = (item, min.1 + 1);
+        }
+    }
+
+    /// (item, count) by count, highest first.
+    pub fn top(&self) -> Vec<(u64, u32)> {
+        let mut v = self.items.clone();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+}
+
+/// 64-bit SimHash of a sequence of feature hashes (for example word
+/// shingles): near-duplicate texts differ in few bits.
+pub fn simhash(features: impl IntoIterator<Item = u64>) -> u64 {
+    let mut acc = [0i32; 64];
+    let mut any = false;
+    for f in features {
+        any = true;
+        let h = mix(f);
+        for (i, a) in acc.iter_mut().enumerate() {
+            *a += if h >> i & 1 == 1 { 1 } else { -1 };
+        }
+    }
+    if !any {
+        return 0;
+    }
+    acc.iter().enumerate().fold(0u64, |s, (i, &a)| if a > 0 { s | 1 << i } else { s })
+}
+
+/// Union-find over at most `cap` nodes (by 64-bit id) that refuses to join
+/// any node whose degree (unions it took part in) reached `max_degree`: a
+/// big office or a cloud egress address cannot merge the world. Memory is
+/// bounded by `cap` nodes; when full, new nodes are refused.
+#[derive(Clone, Debug)]
+pub struct CappedUnionFind {
+    index: std::collections::HashMap<u64, u32>,
+    parent: Vec<u32>,
+    size: Vec<u32>,
+    degree: Vec<u32>,
+    cap: usize,
+    max_degree: u32,
+}
+
+impl CappedUnionFind {
+    pub fn new(cap: usize, max_degree: u32) -> Self {
+        Self {
+            index: Default::default(),
+            parent: Vec::new(),
+            size: Vec::new(),
+            degree: Vec::new(),
+            cap,
+            max_degree,
+        }
+    }
+
+    fn node(&mut self, id: u64) -> Option<u32> {
+        if let Some(&i) = self.index.get(&id) {
+            return Some(i);
+        }
+        if self.parent.len() >= self.cap {
+            return None;
+        }
+        let i = self.parent.len() as u32;
+        self.index.insert(id, i);
+        self.parent.push(i);
+        self.size.push(1);
+        self.degree.push(0);
+        Some(i)
+    }
+
+    fn root(&mut self, mut i: u32) -> u32 {
+        while self.parent[i as usize] != i {
+            let p = self.parent[i as usize];
+            self.parent[i as usize] = self.parent[p as usize];
+            i = p;
+        }
+        i
+    }
+
+    /// Joins `a` and `b` unless either is over its degree cap (or the
+    /// structure is full). Returns whether they are now together.
+    pub fn union(&mut self, a: u64, b: u64) -> bool {
+        let (Some(x), Some(y)) = (self.node(a), self.node(b)) else { return false };
+        if self.degree[x as usize] >= self.max_degree || self.degree[y as usize] >= self.max_degree {
+            return self.root(x) == self.root(y);
+        }
+        self.degree[x as usize] += 1;
+        self.degree[y as usize] += 1;
+        let (rx, ry) = (self.root(x), self.root(y));
+        if rx == ry {
+            return true;
+        }
+        let (big, small) = if self.size[rx as usize] >= self.size[ry as usize] { (rx, ry) } else { (ry, rx) };
+        self.parent[small as usize] = big;
+        self.size[big as usize] += self.size[small as usize];
+        true
+    }
+
+    /// The cluster of `id`: (root id, size), if `id` is known.
+    pub fn cluster(&mut self, id: u64) -> Option<(u64, u32)> {
+        let i = *self.index.get(&id)?;
+        let r = self.root(i);
+        let root_id = self.index.iter().find(|(_, v)| **v == r).map(|(k, _)| *k).unwrap_or(id);
+        Some((root_id, self.size[r as usize]))
+    }
+
+    pub fn len(&self) -> usize {
+        self.parent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parent.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hll_error_within_three_standard_errors_and_fixed_size() {
+        for n in [10u64, 100, 1_000, 20_000] {
+            let mut h = HyperLogLog::<7>::default();
+            for i in 0..n {
+                h.add(i * 7919 + 13);
+                h.add(i * 7919 + 13); // duplicates do not count
+            }
+            let err = (h.estimate() - n as f64).abs() / n as f64;
+            assert!(err < 3.0 * 1.04 / (128f64).sqrt(), "n={n} err={err}");
+            assert_eq!(h.as_bytes().len(), 128);
+        }
+        let h = HyperLogLog::<7>::from_bytes(&[1, 2, 3]);
+        assert_eq!(h.estimate(), 0.0);
+    }
+
+    #[test]
+    fn count_min_never_undercounts_and_stays_within_its_bound() {
+        let mut cm = CountMin::<4, 256>::default();
+        let n = 10_000u32;
+        for i in 0..n {
+            cm.add((i % 500) as u64, 1);
+        }
+        for item in 0..500u64 {
+            let est = cm.estimate(item);
+            assert!(est >= 20, "undercount");
+            assert!(est <= 20 + 2 * n / 256, "{est}");
+        }
+        assert_eq!(std::mem::size_of::<[u32; 256]>() * 4, 4096);
+    }
+
+    #[test]
+    fn top_k_finds_heavy_hitters_in_fixed_space() {
+        let mut t = TopK::<8>::default();
+        for i in 0..10_000u64 {
+            t.add(if i % 3 == 0 { 42 } else if i % 5 == 0 { 7 } else { i });
+        }
+        let top = t.top();
+        assert_eq!(top.len(), 8);
+        assert_eq!(top[0].0, 42);
+        assert!(top.iter().any(|e| e.0 == 7));
+    }
+
+    #[test]
+    fn simhash_near_duplicates_are_close() {
+        let words = |s: &str| s.split(' ').map(crate::hash::tag).collect::<Vec<_>>();
+        let a = simhash(words("solve the following problem think step by step and show all of your reasoning x"));
+        let b = simhash(words("solve the following problem think step by step and show all of your reasoning y"));
+        let c = simhash(words("write a haiku about autumn leaves falling on a quiet pond at dusk please"));
+        assert!((a ^ b).count_ones() < 12, "{}", (a ^ b).count_ones());
+        assert!((a ^ c).count_ones() > 16, "{}", (a ^ c).count_ones());
+        assert_eq!(simhash([]), 0);
+    }
+
+    #[test]
+    fn union_find_caps_degree_and_size() {
+        let mut u = CappedUnionFind::new(100, 3);
+        assert!(u.union(1, 2) && u.union(2, 3));
+        assert_eq!(u.cluster(1).unwrap().1, 3);
+        // Node 100 is a hub: after 3 joins it refuses more.
+        for leaf in 200..210 {
+            u.union(100, leaf);
+        }
+        assert_eq!(u.cluster(100).unwrap().1, 4);
+        for i in 1000..1200 {
+            u.union(i, i + 1);
+        }
+        assert!(u.len() <= 100);
+    }
+}
+
+/// Who shares something (a card, a network, a prompt template): distinct
+/// accounts, and distinct young accounts, in 256 bytes of host state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Crowd {
+    pub all: HyperLogLog<7>,
+    pub young: HyperLogLog<7>,
+}
+
+impl Crowd {
+    pub fn add(&mut self, account: u64, young: bool) {
+        self.all.add(account);
+        if young {
+            self.young.add(account);
+        }
+    }
+
+    /// (distinct accounts, distinct young accounts), estimated.
+    pub fn counts(&self) -> (f64, f64) {
+        let all = self.all.estimate();
+        (all, self.young.estimate().min(all))
+    }
+
+    /// How suspicious the crowd is, in [0, 1]: 0 below `min` accounts or
+    /// above `cap` (a degree cap), else the young share squared, reaching
+    /// full weight from twice `min` accounts.
+    pub fn suspicion(&self, min: f64, cap: f64) -> f32 {
+        let (all, young) = self.counts();
+        if all < min || all > cap {
+            return 0.0;
+        }
+        let share = young / all;
+        (share * share * (all / (2.0 * min)).min(1.0)) as f32
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        [self.all.as_bytes(), self.young.as_bytes()].concat()
+    }
+
+    pub fn decode(b: &[u8]) -> Self {
+        let half = HyperLogLog::<7>::BYTES;
+        if b.len() != 2 * half {
+            return Self::default();
+        }
+        Crowd { all: HyperLogLog::from_bytes(&b[..half]), young: HyperLogLog::from_bytes(&b[half..]) }
+    }
+}
+
+/// MinHash signature of a feature set: `K` independent minima. Two sets with
+/// Jaccard similarity `s` agree in each position with probability `s`, so
+/// banding the signature finds near-duplicates (locality-sensitive hashing).
+pub fn minhash<const K: usize>(features: impl IntoIterator<Item = u64>) -> [u64; K] {
+    let mut mins = [u64::MAX; K];
+    for f in features {
+        for (i, m) in mins.iter_mut().enumerate() {
+            let h = mix(f ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1)));
+            if h < *m {
+                *m = h;
+            }
+        }
+    }
+    mins
+}
+
+#[cfg(test)]
+mod minhash_tests {
+    use super::*;
+
+    #[test]
+    fn agreement_tracks_jaccard_similarity() {
+        // Two sets of 100 with 80 in common: Jaccard 80/120 = 0.67.
+        let a: Vec<u64> = (0..100).collect();
+        let b: Vec<u64> = (20..120).collect();
+        let (ma, mb) = (minhash::<256>(a), minhash::<256>(b));
+        let agree = ma.iter().zip(&mb).filter(|(x, y)| x == y).count() as f64 / 256.0;
+        assert!((agree - 0.667).abs() < 0.1, "{agree}");
+        let c: Vec<u64> = (1000..1100).collect();
+        let mc = minhash::<256>(c);
+        assert!(ma.iter().zip(&mc).filter(|(x, y)| x == y).count() < 8);
+    }
+}
