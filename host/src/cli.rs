@@ -49,6 +49,9 @@ enum Command {
         /// No progress display, even on a terminal.
         #[arg(long)]
         quiet: bool,
+        /// Write per-account and per-cluster cases (JSON) of flagged traffic.
+        #[arg(long, value_name = "FILE")]
+        cases: Option<PathBuf>,
     },
     /// HTTP scoring service; watches DIR and hot-reloads plugins.
     Serve {
@@ -95,7 +98,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         None => Config::default(),
     };
     match cli.command {
-        Command::Score { plugins, input, output, batch_size, on_bad_input, quiet } => {
+        Command::Score { plugins, input, output, batch_size, on_bad_input, quiet, cases } => {
             if let Some(b) = batch_size {
                 config.scoring.batch_size = b;
             }
@@ -103,7 +106,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 config.scoring.on_bad_input = p;
             }
             config.validate()?;
-            score(&config, plugins, &input, &output, quiet)
+            score(&config, plugins, &input, &output, quiet, cases.as_deref())
         }
         Command::Serve { plugins, listen, state_dir } => {
             if let Some(d) = state_dir {
@@ -145,7 +148,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
-fn score(config: &Config, plugins: Option<PathBuf>, input: &str, output: &str, quiet: bool) -> anyhow::Result<ExitCode> {
+fn score(
+    config: &Config,
+    plugins: Option<PathBuf>,
+    input: &str,
+    output: &str,
+    quiet: bool,
+    cases: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new()?;
     let state = StateStore::new(config.state.clone());
     let set = registry::load_dir(&runtime, config, &state, plugins.as_deref())?;
@@ -182,6 +192,7 @@ fn score(config: &Config, plugins: Option<PathBuf>, input: &str, output: &str, q
         batch_size: config.scoring.batch_size,
         on_bad_input: config.scoring.on_bad_input,
         input: config.input.clone(),
+        cases: cases.map(|_| std::sync::Arc::new(std::sync::Mutex::new(crate::cases::CaseBook::new(config.server.max_cases)))),
     };
     let pb = progress.clone();
     let on_bad = move |b: &crate::BadInput| match &pb {
@@ -200,6 +211,11 @@ fn score(config: &Config, plugins: Option<PathBuf>, input: &str, output: &str, q
     }
     let summary = result?;
     print_summary(&summary);
+    if let (Some(path), Some(book)) = (cases, &opts.cases) {
+        let c = book.lock().unwrap_or_else(|e| e.into_inner()).cases();
+        std::fs::write(path, serde_json::to_vec_pretty(&c)?).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        eprintln!("cases: {} accounts, {} clusters -> {}", c.accounts.len(), c.clusters.len(), path.display());
+    }
     if summary.requests == 0 && summary.bad_lines == 0 {
         eprintln!("vigil: the input was empty: nothing to score");
     }

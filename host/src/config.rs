@@ -147,6 +147,8 @@ pub struct Server {
     /// A full rescan of the plugin directory this often, in case an event
     /// was missed (0: never).
     pub rescan_interval_s: u64,
+    /// Flagged accounts kept for cases (`--cases`, `GET /v1/cases`).
+    pub max_cases: usize,
 }
 
 impl Default for Server {
@@ -160,6 +162,7 @@ impl Default for Server {
             state_dir: PathBuf::from("vigil-state"),
             reload_debounce_ms: 150,
             rescan_interval_s: 30,
+            max_cases: 200_000,
         }
     }
 }

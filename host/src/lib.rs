@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod bundled;
+pub mod cases;
 pub mod check;
 pub mod cli;
 pub mod combine;

@@ -147,6 +147,8 @@ pub struct StreamOptions {
     pub batch_size: usize,
     pub on_bad_input: BadInputPolicy,
     pub input: Input,
+    /// Roll flagged verdicts up into cases (`--cases FILE`).
+    pub cases: Option<std::sync::Arc<std::sync::Mutex<crate::cases::CaseBook>>>,
 }
 
 enum Msg {
@@ -189,7 +191,14 @@ where
                 }
             };
             let snap = scorer.registry.snapshot();
+            let times: Vec<i64> = if opts.cases.is_some() { records.iter().map(|r| r.ts_ms).collect() } else { Vec::new() };
             let (verdicts, outcomes) = scorer.score_with(&snap, scorer.batch(records));
+            if let Some(book) = &opts.cases {
+                let mut book = book.lock().unwrap_or_else(|e| e.into_inner());
+                for (v, ts) in verdicts.iter().zip(&times) {
+                    book.observe(v, *ts);
+                }
+            }
             summary.requests += verdicts.len() as u64;
             for v in &verdicts {
                 match v.decision {

@@ -37,6 +37,7 @@ struct App {
     /// (name, token) pairs that may use the admin endpoints.
     tokens: Vec<(String, String)>,
     ready: AtomicBool,
+    cases: std::sync::Mutex<crate::cases::CaseBook>,
 }
 
 /// A running server. `stop` drains in-flight requests and saves state.
@@ -102,6 +103,7 @@ impl Server {
             tokens: admin_tokens(&config),
             config: config.clone(),
             ready: AtomicBool::new(true),
+            cases: std::sync::Mutex::new(crate::cases::CaseBook::new(config.server.max_cases)),
         });
         let listener = std::net::TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("listen on {listen}: {e}"))?;
         listener.set_nonblocking(true)?;
@@ -180,6 +182,7 @@ fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/score", post(score).layer(DefaultBodyLimit::max(limit)))
         .route("/v1/plugins", get(plugins))
+        .route("/v1/cases", get(cases))
         .route("/v1/plugins/{name}/rollback", post(rollback))
         .route("/v1/plugins/{name}/mode", post(set_mode))
         .route("/metrics", get(metrics))
@@ -276,7 +279,14 @@ async fn score(State(app): State<Arc<App>>, Query(q): Query<ScoreQuery>, body: B
         let mut rest = records;
         while !rest.is_empty() {
             let tail = rest.split_off(rest.len().min(size));
+            let times: Vec<i64> = rest.iter().map(|r| r.ts_ms).collect();
             let (v, _) = app2.scorer.score(app2.scorer.batch(rest));
+            {
+                let mut book = app2.cases.lock().unwrap_or_else(|e| e.into_inner());
+                for (v, ts) in v.iter().zip(&times) {
+                    book.observe(v, *ts);
+                }
+            }
             out.extend(v);
             rest = tail;
         }
@@ -318,6 +328,14 @@ async fn plugins(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         return r;
     }
     axum::Json(json!({"plugins": app.registry.status()})).into_response()
+}
+
+async fn cases(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&app, &headers) {
+        return r;
+    }
+    let c = app.cases.lock().unwrap_or_else(|e| e.into_inner()).cases();
+    axum::Json(c).into_response()
 }
 
 async fn rollback(State(app): State<Arc<App>>, headers: HeaderMap, UrlPath(name): UrlPath<String>) -> Response {

@@ -51,7 +51,12 @@ fn verdicts_keep_input_order_and_count_with_bad_lines_reported() {
         }
     }
     let bad = Mutex::new(Vec::new());
-    let opts = StreamOptions { batch_size: 7, on_bad_input: vigil::config::BadInputPolicy::Skip, input: Default::default() };
+    let opts = StreamOptions {
+        batch_size: 7,
+        on_bad_input: vigil::config::BadInputPolicy::Skip,
+        input: Default::default(),
+        cases: None,
+    };
     let mut out = Vec::new();
     let summary = score_stream(
         &s,
@@ -87,6 +92,7 @@ fn fail_policy_stops_at_the_first_bad_line_after_scoring_what_came_before() {
         batch_size: 100,
         on_bad_input: vigil::config::BadInputPolicy::Fail,
         input: Default::default(),
+        cases: None,
     };
     let mut out = Vec::new();
     let err = score_stream(&s, input.as_bytes(), &mut out, &opts, &|_| {}, &|_| {}).unwrap_err();
