@@ -65,6 +65,15 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
+    /// The main job on an embedded default: simulate, score, evaluate, report,
+    /// then hot-patch a detector through the reload path of `vigil serve`.
+    Demo {
+        /// Where the report, cases and working files go.
+        #[arg(long, default_value = "vigil-demo")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Validate a plugin: component and world, manifest, init, a smoke batch.
     Check {
         /// The plugin's NAME.wasm; its NAME.toml must sit beside it.
@@ -114,6 +123,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
             }
             let listen = listen.unwrap_or_else(|| config.server.listen.clone());
             serve(config, &plugins, &listen)
+        }
+        Command::Demo { out, seed } => {
+            crate::demo::run(&config, &out, seed)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Check { plugin } => {
             let mut out = std::io::stdout();

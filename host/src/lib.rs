@@ -12,6 +12,7 @@ pub mod check;
 pub mod cli;
 pub mod combine;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod fuzzing;

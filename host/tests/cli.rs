@@ -164,3 +164,19 @@ fn empty_and_nested_input_get_clear_answers() {
     assert!(err.contains("bad input: line 4, field `id`: duplicate id \"r-0\" in the same batch (first at line 1)"), "{err}");
     assert_eq!(text(&out.stdout).lines().count(), 2);
 }
+
+#[test]
+fn demo_runs_end_to_end_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vigil(&["demo", "--out", dir.path().to_str().unwrap()], "");
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("combined (held-out)"), "{err}");
+    assert!(err.contains("the running detectors flag 0 of 40"), "{err}");
+    assert!(err.contains("no restart"), "{err}");
+    let html = std::fs::read_to_string(dir.path().join("vigil-demo-report.html")).unwrap();
+    assert!(html.contains("<svg") && !html.contains("<script"), "self-contained, no scripts");
+    let cases: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("cases.json")).unwrap()).unwrap();
+    assert!(!cases["accounts"].as_array().unwrap().is_empty());
+}
