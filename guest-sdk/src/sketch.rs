@@ -304,11 +304,11 @@ pub struct Crowd {
 }
 
 impl Crowd {
-    pub fn add(&mut self, account: u64, young: bool) {
-        self.all.add(account);
-        if young {
-            self.young.add(account);
-        }
+    /// Returns whether the sketch changed.
+    pub fn add(&mut self, account: u64, young: bool) -> bool {
+        let a = self.all.add(account);
+        let y = young && self.young.add(account);
+        a || y
     }
 
     /// (distinct accounts, distinct young accounts), estimated.

@@ -159,7 +159,7 @@ impl Detector for Lockstep {
             ));
         }
         // Forget accounts quiet for two weeks.
-        self.state.flush(host, Some(latest.saturating_add(14 * 86_400_000)));
+        self.state.flush(host, Some(latest.saturating_add(14 * 86_400_000)), latest);
         out
     }
 }

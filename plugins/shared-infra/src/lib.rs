@@ -76,8 +76,7 @@ impl Detector for SharedInfra {
                 if handle == 0 {
                     continue;
                 }
-                let crowd = self.state.get(host, key(tag, handle), r.ts_ms);
-                crowd.add(r.account, young);
+                let crowd = self.state.update(host, key(tag, handle), r.ts_ms, |c| c.add(r.account, young));
                 let (all, y) = crowd.counts();
                 let s = w * crowd.suspicion(c.min_accounts, cap);
                 if s > 0.0 && best.is_none_or(|b| s > b.0) {
@@ -101,7 +100,7 @@ impl Detector for SharedInfra {
             ));
         }
         // Forget crowds quiet for 30 days.
-        self.state.flush(host, Some(latest.saturating_add(30 * 86_400_000)));
+        self.state.flush(host, Some(latest.saturating_add(30 * 86_400_000)), latest);
         out
     }
 }

@@ -106,8 +106,7 @@ impl Detector for TemplateFleet {
             let young = account_age_days(r.ts_ms, r.account_created_ms).is_some_and(|d| d < c.young_days);
             let mut best: Option<(f32, u64, f64, f64)> = None;
             for bucket in buckets {
-                let crowd = self.state.get(host, bucket, r.ts_ms);
-                crowd.add(r.account, young);
+                let crowd = self.state.update(host, bucket, r.ts_ms, |c| c.add(r.account, young));
                 let s = crowd.suspicion(c.min_accounts, f64::MAX);
                 if s > 0.0 && best.is_none_or(|b| s > b.0) {
                     let (all, y) = crowd.counts();
@@ -120,7 +119,7 @@ impl Detector for TemplateFleet {
                 ops.push(vigil_sdk::CounterOp { key: key(t, r.account), now_ms: r.ts_ms, window_ms: c.focus_window_ms, delta: d });
             }
         }
-        self.state.flush(host, Some(latest.saturating_add(30 * 86_400_000)));
+        self.state.flush(host, Some(latest.saturating_add(30 * 86_400_000)), latest);
         let totals = host.counter_add(&ops);
         batch
             .iter()
