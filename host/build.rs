@@ -16,7 +16,9 @@ fn main() {
     // The fuzz build (nightly, sanitizer flags) needs no plugins.
     let bundled: &[&str] = if std::env::var_os("VIGIL_NO_BUNDLED").is_some() { &[] } else { BUNDLED };
     let wasm = if bundled.is_empty() { Vec::new() } else { guest_build::build_guests(workspace, bundled) };
-    let mut src = String::from("/// (name, component bytes, manifest text) of each bundled plugin.\npub const BUNDLED: &[(&str, &[u8], &str)] = &[\n");
+    let mut src = String::from(
+        "/// (name, component bytes, manifest text) of each bundled plugin.\npub const BUNDLED: &[(&str, &[u8], &str)] = &[\n",
+    );
     for (name, path) in bundled.iter().zip(&wasm) {
         let manifest = workspace.join("plugins").join(name).join(format!("{name}.toml"));
         src.push_str(&format!(

@@ -150,14 +150,7 @@ pub struct CappedUnionFind {
 
 impl CappedUnionFind {
     pub fn new(cap: usize, max_degree: u32) -> Self {
-        Self {
-            index: Default::default(),
-            parent: Vec::new(),
-            size: Vec::new(),
-            degree: Vec::new(),
-            cap,
-            max_degree,
-        }
+        Self { index: Default::default(), parent: Vec::new(), size: Vec::new(), degree: Vec::new(), cap, max_degree }
     }
 
     fn node(&mut self, id: u64) -> Option<u32> {
@@ -187,7 +180,9 @@ impl CappedUnionFind {
     /// Joins `a` and `b` unless either is over its degree cap (or the
     /// structure is full). Returns whether they are now together.
     pub fn union(&mut self, a: u64, b: u64) -> bool {
-        let (Some(x), Some(y)) = (self.node(a), self.node(b)) else { return false };
+        let (Some(x), Some(y)) = (self.node(a), self.node(b)) else {
+            return false;
+        };
         if self.degree[x as usize] >= self.max_degree || self.degree[y as usize] >= self.max_degree {
             return self.root(x) == self.root(y);
         }
@@ -259,7 +254,13 @@ mod tests {
     fn top_k_finds_heavy_hitters_in_fixed_space() {
         let mut t = TopK::<8>::default();
         for i in 0..10_000u64 {
-            t.add(if i % 3 == 0 { 42 } else if i % 5 == 0 { 7 } else { i });
+            t.add(if i % 3 == 0 {
+                42
+            } else if i % 5 == 0 {
+                7
+            } else {
+                i
+            });
         }
         let top = t.top();
         assert_eq!(top.len(), 8);

@@ -181,7 +181,9 @@ impl<T> PhraseSet<T> {
                 }
                 continue;
             }
-            let Some(hits) = self.index.get(h) else { continue };
+            let Some(hits) = self.index.get(h) else {
+                continue;
+            };
             for &(p, slot) in hits {
                 let p = p as usize;
                 let slots = self.patterns[p].slots;

@@ -111,7 +111,13 @@ pub fn check(path: &Path, config: &Config, out: &mut dyn std::io::Write) -> std:
         };
     let m = &plugin.manifest.raw;
     let mut ok = |msg: String| writeln!(out, "ok    {msg}");
-    ok(format!("manifest {}: version {}, mode {}, weight {}", manifest_path.display(), m.version, m.mode.as_str(), m.weight))?;
+    ok(format!(
+        "manifest {}: version {}, mode {}, weight {}",
+        manifest_path.display(),
+        m.version,
+        m.mode.as_str(),
+        m.weight
+    ))?;
     ok(format!("grants: {}", if m.grants.is_empty() { "none".to_string() } else { m.grants.join(", ") }))?;
     ok("a component of the vigil:detector world".to_string())?;
     ok(format!("init accepted its config; info: version {}, {:?}", plugin.info.version, plugin.info.description))?;

@@ -80,9 +80,7 @@ enum Command {
         plugin: PathBuf,
     },
     /// Write NAME.key (secret) and NAME.pub for signing plugins.
-    Keygen {
-        name: PathBuf,
-    },
+    Keygen { name: PathBuf },
     /// Sign PLUGIN.wasm together with its manifest PLUGIN.toml: writes PLUGIN.sig.
     Sign {
         #[arg(long, value_name = "NAME.key")]
@@ -205,7 +203,8 @@ fn score(
         batch_size: config.scoring.batch_size,
         on_bad_input: config.scoring.on_bad_input,
         input: config.input.clone(),
-        cases: cases.map(|_| std::sync::Arc::new(std::sync::Mutex::new(crate::cases::CaseBook::new(config.server.max_cases)))),
+        cases: cases
+            .map(|_| std::sync::Arc::new(std::sync::Mutex::new(crate::cases::CaseBook::new(config.server.max_cases)))),
     };
     let pb = progress.clone();
     let on_bad = move |b: &crate::BadInput| match &pb {

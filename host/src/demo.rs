@@ -126,16 +126,30 @@ fn simulate_and_score(config: &Config, scenario: &Scenario, out_dir: &Path) -> a
     }
     let secs = started.elapsed().as_secs_f64();
     let truth = eval::read_truth(BufReader::new(std::fs::File::open(&truth_path)?))?;
-    let report = eval::evaluate(BufReader::new(std::fs::File::open(&verdict_path)?), &truth, config.scoring.flag_threshold)?;
+    let report =
+        eval::evaluate(BufReader::new(std::fs::File::open(&verdict_path)?), &truth, config.scoring.flag_threshold)?;
     // The verdict log is large and the report carries what matters.
     let _ = std::fs::remove_file(&verdict_path);
     let cases = book.cases();
     std::fs::write(out_dir.join("cases.json"), serde_json::to_vec_pretty(&cases)?)?;
     let clusters = cases.clusters.iter().take(20).map(|c| (c.cluster.clone(), c.accounts.len())).collect();
     // Keep only campaign/benign split info for the plots.
-    let peak = peak.into_iter().map(|(a, s)| (if truth.get(&a).is_some_and(|t| t.label == "campaign") { format!("c:{a}") } else { a }, s)).collect();
-    let first_flag = first_flag.into_iter().filter(|(a, _)| truth.get(a).is_some_and(|t| t.label == "campaign")).collect();
-    Ok(Scored { requests, secs, peak, first_flag, report, clusters, start_ms: scenario.start_ms, end_ms: scenario.end_ms() })
+    let peak = peak
+        .into_iter()
+        .map(|(a, s)| (if truth.get(&a).is_some_and(|t| t.label == "campaign") { format!("c:{a}") } else { a }, s))
+        .collect();
+    let first_flag =
+        first_flag.into_iter().filter(|(a, _)| truth.get(a).is_some_and(|t| t.label == "campaign")).collect();
+    Ok(Scored {
+        requests,
+        secs,
+        peak,
+        first_flag,
+        report,
+        clusters,
+        start_ms: scenario.start_ms,
+        end_ms: scenario.end_ms(),
+    })
 }
 
 fn row<'a>(r: &'a eval::Report, detector: &str, set: &str) -> Option<&'a eval::Row> {
@@ -271,7 +285,8 @@ fn hot_patch(config: &Config, out_dir: &Path, seed: u64, term: &mut dyn Write) -
     let state_before = state_entries(&server.state);
     let old = server.registry.active("reasoning-elicitation").map(|w| w.plugin.digest.to_string()).unwrap_or_default();
     // The analyst's patch: the campaign's wording, as two phrase patterns.
-    let manifest = registry::bundled().into_iter().find(|f| f.name == "reasoning-elicitation").expect("bundled").manifest;
+    let manifest =
+        registry::bundled().into_iter().find(|f| f.name == "reasoning-elicitation").expect("bundled").manifest;
     let patched = manifest.replace("version = \"0.1.0\"", "version = \"0.1.1\"").replace(
         "# extra_patterns = [",
         "extra_patterns = [{ pattern = \"numbered ledger\", category = \"cot-elicitation\", weight = 0.6 }, \
@@ -280,7 +295,8 @@ fn hot_patch(config: &Config, out_dir: &Path, seed: u64, term: &mut dyn Write) -
     let landed = Instant::now();
     std::fs::write(dir.join("reasoning-elicitation.toml"), patched)?;
     let new = loop {
-        let d = server.registry.active("reasoning-elicitation").map(|w| w.plugin.digest.to_string()).unwrap_or_default();
+        let d =
+            server.registry.active("reasoning-elicitation").map(|w| w.plugin.digest.to_string()).unwrap_or_default();
         if d != old {
             break d;
         }
@@ -299,10 +315,7 @@ fn hot_patch(config: &Config, out_dir: &Path, seed: u64, term: &mut dyn Write) -
     }
     let state_after = state_entries(&server.state);
     writeln!(term, "   after 2 more days, the patched set flags {} of {accounts}", after.len())?;
-    writeln!(
-        term,
-        "   host state kept across the swap: {state_before} entries before, {state_after} after"
-    )?;
+    writeln!(term, "   host state kept across the swap: {state_before} entries before, {state_after} after")?;
     server.stop();
     Ok(Patch {
         accounts,
@@ -336,7 +349,12 @@ fn svg_bars(title: &str, series: &[(&str, &str, Vec<f64>)], labels: &[String], w
                 labels[i]
             );
         }
-        let _ = write!(s, "<rect x=\"{}\" y=\"22\" width=\"10\" height=\"8\" fill=\"{color}\"/><text x=\"{}\" y=\"30\">{name}</text>", w - 150.0 + si as f64 * 70.0, w - 137.0 + si as f64 * 70.0);
+        let _ = write!(
+            s,
+            "<rect x=\"{}\" y=\"22\" width=\"10\" height=\"8\" fill=\"{color}\"/><text x=\"{}\" y=\"30\">{name}</text>",
+            w - 150.0 + si as f64 * 70.0,
+            w - 137.0 + si as f64 * 70.0
+        );
     }
     for (i, l) in labels.iter().enumerate().step_by((labels.len() / 10).max(1)) {
         let _ = write!(s, "<text x=\"{:.1}\" y=\"{}\">{l}</text>", left + i as f64 * pw / n, h - 10.0);
@@ -357,7 +375,13 @@ fn svg_line(title: &str, points: &[(f64, f64)], x_label: &str, w: f64, h: f64) -
     for f in [0.0, 0.5, 1.0] {
         let _ = write!(s, "<text x=\"10\" y=\"{:.1}\">{:.0}%</text>", 34.0 + ph - f * ph, f * 100.0);
     }
-    let _ = write!(s, "<text x=\"{left}\" y=\"{}\">0</text><text x=\"{}\" y=\"{}\">{xmax:.0} {x_label}</text></svg>", h - 10.0, w - 80.0, h - 10.0);
+    let _ = write!(
+        s,
+        "<text x=\"{left}\" y=\"{}\">0</text><text x=\"{}\" y=\"{}\">{xmax:.0} {x_label}</text></svg>",
+        h - 10.0,
+        w - 80.0,
+        h - 10.0
+    );
     s
 }
 
@@ -378,7 +402,8 @@ fn html_report(scenario: &Scenario, s: &Scored, p: &Patch) -> String {
         260.0,
     );
     // Share of campaign accounts flagged over simulated time.
-    let total = s.report.rows.iter().find(|r| r.detector == "combined" && r.set == "all").map_or(1, |r| r.campaign_accounts);
+    let total =
+        s.report.rows.iter().find(|r| r.detector == "combined" && r.set == "all").map_or(1, |r| r.campaign_accounts);
     let mut times: Vec<i64> = s.first_flag.values().cloned().collect();
     times.sort_unstable();
     let hours = (s.end_ms - s.start_ms) as f64 / 3.6e6;

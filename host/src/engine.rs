@@ -169,7 +169,12 @@ pub struct StoreData {
 }
 
 impl StoreData {
-    pub fn new(plugin: Arc<str>, grants: Arc<Grants>, state: Arc<Mutex<Namespace>>, limits: &crate::config::Limits) -> Self {
+    pub fn new(
+        plugin: Arc<str>,
+        grants: Arc<Grants>,
+        state: Arc<Mutex<Namespace>>,
+        limits: &crate::config::Limits,
+    ) -> Self {
         let log = Arc::new(Mutex::new(LogBudget::default()));
         // No preopens, environment, arguments, network or inherited stdio:
         // the only way out of the sandbox is the host interface. Output goes

@@ -28,7 +28,9 @@ pub fn record(data: &[u8]) {
 
 /// Manifest and config parsing never panic; accepted values are in range.
 pub fn manifest(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(m) = PluginManifest::parse("fuzz", text, &Limits::default()) {
         assert!((0.0..=1.0).contains(&m.raw.weight));
         assert!(m.limits.time_per_batch_ms > 0);

@@ -98,7 +98,10 @@ impl Metrics {
                 let _ = writeln!(out, "{n}_count{} {}", fmt_labels(labels, None), h.count);
             }
         }
-        let _ = writeln!(out, "# HELP vigil_plugin_info The active version of each plugin.\n# TYPE vigil_plugin_info gauge");
+        let _ = writeln!(
+            out,
+            "# HELP vigil_plugin_info The active version of each plugin.\n# TYPE vigil_plugin_info gauge"
+        );
         for p in &live.plugins {
             let v = &p.worker.plugin;
             let labels = vec![
@@ -146,7 +149,10 @@ mod tests {
         m.add("vigil_decisions_total", vec![("decision", "flag".into())], 2.0);
         m.observe("vigil_plugin_batch_seconds", vec![("plugin", "p".into())], Duration::from_millis(3));
         let t = m.render(&Snapshot::default());
-        assert!(t.contains("# TYPE vigil_decisions_total counter\nvigil_decisions_total{decision=\"flag\"} 2\n"), "{t}");
+        assert!(
+            t.contains("# TYPE vigil_decisions_total counter\nvigil_decisions_total{decision=\"flag\"} 2\n"),
+            "{t}"
+        );
         assert!(t.contains("vigil_plugin_batch_seconds_bucket{plugin=\"p\",le=\"0.005\"} 1"), "{t}");
         assert!(t.contains("vigil_plugin_batch_seconds_bucket{plugin=\"p\",le=\"0.001\"} 0"), "{t}");
         assert!(t.contains("vigil_plugin_batch_seconds_count{plugin=\"p\"} 1"), "{t}");

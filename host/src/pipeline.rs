@@ -13,8 +13,8 @@ use crate::combine::{Decision, PluginResult, Verdict, verdicts};
 use crate::config::{BadInputPolicy, Config, Input, Scoring};
 use crate::error::{BadInput, Error, PluginError};
 use crate::handles::Hasher64;
-use crate::record::{Line, LineReader, Record};
 use crate::metrics::Metrics;
+use crate::record::{Line, LineReader, Record};
 use crate::registry::{LivePlugin, PluginSet, Registry, Snapshot};
 use crate::worker::{Outcome, Worker};
 
@@ -81,7 +81,11 @@ impl Scorer {
             m.add("vigil_requests_scored_total", labels(), verdicts.len() as f64);
             m.observe("vigil_plugin_batch_seconds", vec![("plugin", v.name.to_string())], o.elapsed);
             if let Err(e) = &o.result {
-                m.add("vigil_plugin_errors_total", vec![("plugin", v.name.to_string()), ("kind", e.kind.to_string())], 1.0);
+                m.add(
+                    "vigil_plugin_errors_total",
+                    vec![("plugin", v.name.to_string()), ("kind", e.kind.to_string())],
+                    1.0,
+                );
             }
         }
         let mut counts = [0u64; 3];
@@ -191,7 +195,8 @@ where
                 }
             };
             let snap = scorer.registry.snapshot();
-            let times: Vec<i64> = if opts.cases.is_some() { records.iter().map(|r| r.ts_ms).collect() } else { Vec::new() };
+            let times: Vec<i64> =
+                if opts.cases.is_some() { records.iter().map(|r| r.ts_ms).collect() } else { Vec::new() };
             let (verdicts, outcomes) = scorer.score_with(&snap, scorer.batch(records));
             if let Some(book) = &opts.cases {
                 let mut book = book.lock().unwrap_or_else(|e| e.into_inner());

@@ -55,10 +55,13 @@ impl Record {
     pub fn parse(text: &[u8], line: u64, limits: &Input) -> Result<Record, BadInput> {
         let bad = |field: Option<&str>, message: String| BadInput { line, field: field.map(str::to_string), message };
         if text.len() > limits.max_line_bytes {
-            return Err(bad(None, format!("line is {} bytes, over the limit of {}", text.len(), limits.max_line_bytes)));
+            return Err(bad(
+                None,
+                format!("line is {} bytes, over the limit of {}", text.len(), limits.max_line_bytes),
+            ));
         }
-        let text = std::str::from_utf8(text)
-            .map_err(|e| bad(None, format!("not valid UTF-8 at byte {}", e.valid_up_to())))?;
+        let text =
+            std::str::from_utf8(text).map_err(|e| bad(None, format!("not valid UTF-8 at byte {}", e.valid_up_to())))?;
         // Fast path without path tracking; on error, parse again to name the field.
         let rec: Record = match serde_json::from_str(text) {
             Ok(r) => r,

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde::Serialize;
 use crate::config::Config;
 use crate::engine::Runtime;
 use crate::error::{ErrorKind, PluginError};
@@ -15,6 +14,7 @@ use crate::manifest::Mode;
 use crate::state::StateStore;
 use crate::trust::Trust;
 use crate::worker::{PluginVersion, Worker};
+use serde::Serialize;
 
 /// Loaded plugins, sorted by name, and the ones that failed to load.
 pub struct PluginSet {
@@ -47,9 +47,7 @@ impl PluginFiles {
 
 /// Is `name` usable as a plugin identity (file stem)?
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Reads the plugin pairs of `dir`. A `.wasm` without a manifest (or the
@@ -213,6 +211,7 @@ pub struct PluginStatus {
     pub rollback_available: bool,
 }
 
+#[derive(Default)]
 struct Slot {
     active: Option<Arc<Worker>>,
     previous: Option<Arc<Worker>>,
@@ -298,14 +297,7 @@ impl Registry {
     pub fn install(&self, worker: Arc<Worker>, tried: (String, String)) -> Option<Arc<Worker>> {
         let mut slots = self.slots();
         let name = worker.plugin.name.to_string();
-        let slot = slots.entry(name).or_insert_with(|| Slot {
-            active: None,
-            previous: None,
-            mode_override: None,
-            loaded_at: None,
-            last_error: None,
-            tried: None,
-        });
+        let slot = slots.entry(name).or_default();
         let old = slot.active.replace(worker);
         if old.is_some() {
             slot.previous = old.clone();
@@ -321,14 +313,7 @@ impl Registry {
     /// A version that failed to load; the running one (if any) keeps serving.
     pub fn record_failure(&self, name: &str, error: &str, tried: Option<(String, String)>) {
         let mut slots = self.slots();
-        let slot = slots.entry(name.to_string()).or_insert_with(|| Slot {
-            active: None,
-            previous: None,
-            mode_override: None,
-            loaded_at: None,
-            last_error: None,
-            tried: None,
-        });
+        let slot = slots.entry(name.to_string()).or_default();
         slot.last_error = Some(error.to_string());
         if tried.is_some() {
             slot.tried = tried;

@@ -121,7 +121,11 @@ impl Reloader {
                 let old = self.registry.remove(&name);
                 self.audit.record(json!({"event": "reload", "cause": cause, "plugin": name, "outcome": "removed",
                     "old_sha256": old.as_ref().map(|w| w.plugin.wasm_sha256.clone())}));
-                self.metrics.add("vigil_reloads_total", vec![("plugin", name.clone()), ("outcome", "removed".into())], 1.0);
+                self.metrics.add(
+                    "vigil_reloads_total",
+                    vec![("plugin", name.clone()), ("outcome", "removed".into())],
+                    1.0,
+                );
                 outcomes.push((name, Outcome::Removed));
             }
         }
@@ -147,7 +151,11 @@ impl Reloader {
                         "old_manifest_sha256": old.as_ref().map(|w| w.plugin.manifest_sha256.clone()),
                         "new_sha256": new.wasm_sha256, "new_manifest_sha256": new.manifest_sha256,
                         "version": &*new.version, "digest": &*new.digest}));
-                    self.metrics.add("vigil_reloads_total", vec![("plugin", f.name.clone()), ("outcome", "loaded".into())], 1.0);
+                    self.metrics.add(
+                        "vigil_reloads_total",
+                        vec![("plugin", f.name.clone()), ("outcome", "loaded".into())],
+                        1.0,
+                    );
                     tracing::info!(plugin = %f.name, version = %new.version, digest = %new.digest, "plugin live");
                     outcomes.push((f.name, Outcome::Loaded));
                 }
@@ -279,7 +287,9 @@ fn start_watcher(dir: &Path, tx: Sender<Trigger>) {
                 // The watcher lives as long as the process.
                 std::mem::forget(w);
             }
-            Err(e) => tracing::error!(dir = %dir.display(), "cannot watch the plugin directory: {e}; relying on rescans"),
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), "cannot watch the plugin directory: {e}; relying on rescans")
+            }
         },
         Err(e) => tracing::error!("no file watcher: {e}; relying on rescans"),
     }

@@ -92,7 +92,8 @@ impl Server {
             audit.clone(),
         )?);
         reloader.reload_all("start-up");
-        let rescan = (config.server.rescan_interval_s > 0).then(|| Duration::from_secs(config.server.rescan_interval_s));
+        let rescan =
+            (config.server.rescan_interval_s > 0).then(|| Duration::from_secs(config.server.rescan_interval_s));
         let reload_tx = reload::spawn(reloader, Duration::from_millis(config.server.reload_debounce_ms), rescan);
 
         let app = Arc::new(App {
@@ -224,11 +225,7 @@ pub fn parse_body(body: &[u8], limits: &Input) -> Result<Vec<Result<Record, BadI
     if parsed.is_empty() {
         return Err("empty body: send a JSON array or NDJSON of request records".into());
     }
-    Ok(parsed
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| r.and_then(|r| ids.check(r, i as u64)))
-        .collect())
+    Ok(parsed.into_iter().enumerate().map(|(i, r)| r.and_then(|r| ids.check(r, i as u64))).collect())
 }
 
 fn parse_records(body: &[u8], first: Option<&u8>, limits: &Input) -> Result<Vec<Result<Record, BadInput>>, String> {
@@ -378,7 +375,8 @@ async fn set_mode(
     };
     match app.registry.set_mode(&name, mode) {
         Ok((old, w)) => {
-            app.audit.record(json!({"event": "mode", "plugin": name, "token": token, "old_mode": old, "new_mode": mode,
+            app.audit
+                .record(json!({"event": "mode", "plugin": name, "token": token, "old_mode": old, "new_mode": mode,
                 "old_sha256": w.plugin.wasm_sha256, "new_sha256": w.plugin.wasm_sha256}));
             app.metrics.add("vigil_admin_actions_total", vec![("action", "mode".into())], 1.0);
             axum::Json(json!({"plugin": name, "mode": mode})).into_response()

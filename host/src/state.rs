@@ -134,8 +134,7 @@ impl Namespace {
     }
 
     fn evict(&mut self) {
-        while self.entries.len() > self.bounds.max_entries_per_plugin || self.bytes > self.bounds.max_bytes_per_plugin
-        {
+        while self.entries.len() > self.bounds.max_entries_per_plugin || self.bytes > self.bounds.max_bytes_per_plugin {
             match self.entries.pop_lru() {
                 Some((_, old)) => {
                     self.bytes -= old.cost();
@@ -257,7 +256,9 @@ impl StateStore {
     /// plugin gets the same one.
     pub fn namespace(&self, plugin: &str) -> Arc<Mutex<Namespace>> {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(plugin.to_string()).or_insert_with(|| Arc::new(Mutex::new(Namespace::new(self.bounds.clone())))).clone()
+        map.entry(plugin.to_string())
+            .or_insert_with(|| Arc::new(Mutex::new(Namespace::new(self.bounds.clone()))))
+            .clone()
     }
 }
 
@@ -331,7 +332,12 @@ mod tests {
     use super::*;
 
     fn bounds(entries: usize, bytes: usize) -> StateBounds {
-        StateBounds { max_entries_per_plugin: entries, max_bytes_per_plugin: bytes, max_value_bytes: 100, ..Default::default() }
+        StateBounds {
+            max_entries_per_plugin: entries,
+            max_bytes_per_plugin: bytes,
+            max_value_bytes: 100,
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -92,7 +92,8 @@ impl Trust {
             let k = VerifyingKey::from_bytes(&bytes).map_err(|e| Error::Config(format!("{}: {e}", p.display())))?;
             keys.push((p.file_stem().and_then(|s| s.to_str()).unwrap_or("key").to_string(), k));
         }
-        let require_in = c.require_signatures_in.iter().map(|d| d.canonicalize().unwrap_or_else(|_| d.clone())).collect();
+        let require_in =
+            c.require_signatures_in.iter().map(|d| d.canonicalize().unwrap_or_else(|_| d.clone())).collect();
         Ok(Self { keys, require_all: c.require_signatures, require_in })
     }
 
@@ -173,7 +174,10 @@ mod tests {
         })
         .unwrap();
         let manifest = std::fs::read(dir.path().join("p.toml")).unwrap();
-        assert_eq!(trust.check("p", None, b"component bytes", &manifest, Some(&sig)).unwrap().as_deref(), Some("vendor"));
+        assert_eq!(
+            trust.check("p", None, b"component bytes", &manifest, Some(&sig)).unwrap().as_deref(),
+            Some("vendor")
+        );
         // A widened grant breaks the signature, as does a changed component.
         let e = trust.check("p", None, b"component bytes", b"version = \"1\"\ngrants = [\"prompt\"]\n", Some(&sig));
         assert_eq!(e.unwrap_err().kind, ErrorKind::Signature);

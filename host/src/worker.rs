@@ -12,7 +12,9 @@ use wasmtime::{Store, Trap};
 
 use crate::batch::Batch;
 use crate::config::Limits;
-use crate::engine::{Detector, DetectorPre, EPOCH_TICK, Info, Request, Runtime, Signal, StoreData, block_on, first_line};
+use crate::engine::{
+    Detector, DetectorPre, EPOCH_TICK, Info, Request, Runtime, Signal, StoreData, block_on, first_line,
+};
 use crate::error::{ErrorKind, PluginError};
 use crate::handles::Handles;
 use crate::manifest::{Grants, PluginManifest};
@@ -95,8 +97,9 @@ impl PluginVersion {
             runtime: runtime.clone(),
         };
         let mut inst = v.instantiate(state.clone())?;
-        v.info = block_on(inst.detector.call_info(&mut inst.store))
-            .map_err(|e| PluginError::new(name, ErrorKind::Init, format!("info(): {}", first_line(&format!("{e:#}")))))?;
+        v.info = block_on(inst.detector.call_info(&mut inst.store)).map_err(|e| {
+            PluginError::new(name, ErrorKind::Init, format!("info(): {}", first_line(&format!("{e:#}"))))
+        })?;
         Ok((Arc::new(v), InstanceSeed(inst)))
     }
 
@@ -127,7 +130,11 @@ impl PluginVersion {
             tokio::time::timeout(limit, detector.call_init(&mut store, &self.manifest.config_json)).await
         });
         let Ok(init) = init else {
-            return Err(PluginError::new(name, ErrorKind::Init, format!("init timeout: still running after {limit:?}")));
+            return Err(PluginError::new(
+                name,
+                ErrorKind::Init,
+                format!("init timeout: still running after {limit:?}"),
+            ));
         };
         match init {
             Ok(Ok(())) => Ok(Instance { store, detector }),
@@ -182,9 +189,8 @@ impl PluginVersion {
         // Epoch interruption stops guest code at the deadline; the timeout
         // stops a guest blocked in a host call (a WASI sleep).
         let limit = Duration::from_millis(limits.time_per_batch_ms) + EPOCH_TICK;
-        let res = block_on(async {
-            tokio::time::timeout(limit, inst.detector.call_score(&mut inst.store, &reqs)).await
-        });
+        let res =
+            block_on(async { tokio::time::timeout(limit, inst.detector.call_score(&mut inst.store, &reqs)).await });
         inst.store.data_mut().begin_batch(None, 0, 0);
         let Ok(res) = res else {
             return Err(PluginError::new(name, ErrorKind::Timeout, format!("still running after {limit:?}")));
@@ -243,7 +249,11 @@ fn validate(plugin: &str, signals: Vec<Signal>, expected: usize, limits: &Limits
             return bad(format!("signal {i}: {} labels, over the limit of {}", s.labels.len(), limits.max_labels));
         }
         if let Some(l) = s.labels.iter().find(|l| l.len() > limits.max_label_bytes as usize) {
-            return bad(format!("signal {i}: a label of {} bytes, over the limit of {}", l.len(), limits.max_label_bytes));
+            return bad(format!(
+                "signal {i}: a label of {} bytes, over the limit of {}",
+                l.len(),
+                limits.max_label_bytes
+            ));
         }
         if s.reason.len() > limits.max_reason_bytes as usize {
             return bad(format!(
@@ -326,7 +336,8 @@ fn worker_loop(
             h.quarantined_until.filter(|t| Instant::now() < *t).map(|t| (t - Instant::now(), h.consecutive_failures))
         };
         if let Some((left, failures)) = sitting_out {
-            let msg = format!("quarantined after {failures} consecutive failures; next try in {:.1} s", left.as_secs_f64());
+            let msg =
+                format!("quarantined after {failures} consecutive failures; next try in {:.1} s", left.as_secs_f64());
             let err = PluginError::new(plugin, ErrorKind::Quarantined, msg);
             let _ = job.reply.send((job.slot, Outcome { result: Err(err), elapsed: Duration::ZERO }));
             continue;
@@ -361,8 +372,12 @@ fn worker_loop(
                         h.backoff = if h.backoff.is_zero() { first } else { (h.backoff * 2).min(max) };
                         h.quarantined_until = Some(Instant::now() + h.backoff);
                         h.quarantines += 1;
-                        tracing::error!(plugin, failures = h.consecutive_failures, backoff_ms = h.backoff.as_millis() as u64,
-                            "quarantined: repeated failures");
+                        tracing::error!(
+                            plugin,
+                            failures = h.consecutive_failures,
+                            backoff_ms = h.backoff.as_millis() as u64,
+                            "quarantined: repeated failures"
+                        );
                     }
                 }
             }

@@ -21,7 +21,11 @@ fn text(b: &[u8]) -> String {
 }
 
 fn rec(i: usize) -> String {
-    format!(r#"{{"id":"r-{i}","ts_ms":{},"account":"a-{}","prompt":"hello {i}"}}"#, 1_760_000_000_000u64 + i as u64, i % 3)
+    format!(
+        r#"{{"id":"r-{i}","ts_ms":{},"account":"a-{}","prompt":"hello {i}"}}"#,
+        1_760_000_000_000u64 + i as u64,
+        i % 3
+    )
 }
 
 #[test]
@@ -36,7 +40,8 @@ fn score_writes_one_valid_verdict_per_line_in_order() {
         let score = v["score"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&score));
         assert!(["allow", "flag", "block"].contains(&v["decision"].as_str().unwrap()));
-        let plugins: Vec<&str> = v["signals"].as_array().unwrap().iter().map(|s| s["plugin"].as_str().unwrap()).collect();
+        let plugins: Vec<&str> =
+            v["signals"].as_array().unwrap().iter().map(|s| s["plugin"].as_str().unwrap()).collect();
         assert_eq!(plugins, ["reasoning-elicitation", "velocity"]);
     }
     let err = text(&out.stderr);
@@ -124,7 +129,11 @@ fn keygen_sign_and_a_trust_policy_that_check_and_score_apply() {
     assert!(vigil(&["bundled", "--out", &p("plugins")], "").status.success());
     let out = vigil(&["sign", "--key", &p("vendor.key"), &p("plugins/velocity.wasm")], "");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    std::fs::write(d.join("vigil.toml"), format!("[trust]\nkeys = [{:?}]\nrequire_signatures = true\n", p("vendor.pub"))).unwrap();
+    std::fs::write(
+        d.join("vigil.toml"),
+        format!("[trust]\nkeys = [{:?}]\nrequire_signatures = true\n", p("vendor.pub")),
+    )
+    .unwrap();
 
     let out = vigil(&["--config", &p("vigil.toml"), "check", &p("plugins/velocity.wasm")], "");
     assert!(out.status.success(), "{}", text(&out.stdout));
@@ -133,11 +142,17 @@ fn keygen_sign_and_a_trust_policy_that_check_and_score_apply() {
     // Unsigned: refused by score; the signed one still scores.
     let out = vigil(&["--config", &p("vigil.toml"), "score", "--plugins", &p("plugins")], &(rec(0) + "\n"));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("plugin reasoning-elicitation not loaded: signature: unsigned"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("plugin reasoning-elicitation not loaded: signature: unsigned"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(text(&out.stdout).contains("\"plugin\":\"velocity\""));
 
     // Tampered manifest: check says so.
-    let m = std::fs::read_to_string(d.join("plugins/velocity.toml")).unwrap().replace("grants = [", "grants = [\"prompt\", ");
+    let m = std::fs::read_to_string(d.join("plugins/velocity.toml"))
+        .unwrap()
+        .replace("grants = [", "grants = [\"prompt\", ");
     std::fs::write(d.join("plugins/velocity.toml"), m).unwrap();
     let out = vigil(&["--config", &p("vigil.toml"), "check", &p("plugins/velocity.wasm")], "");
     assert!(!out.status.success());
@@ -161,7 +176,10 @@ fn empty_and_nested_input_get_clear_answers() {
     assert!(out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("bad input: line 3, field `attrs.k`: invalid type"), "{err}");
-    assert!(err.contains("bad input: line 4, field `id`: duplicate id \"r-0\" in the same batch (first at line 1)"), "{err}");
+    assert!(
+        err.contains("bad input: line 4, field `id`: duplicate id \"r-0\" in the same batch (first at line 1)"),
+        "{err}"
+    );
     assert_eq!(text(&out.stdout).lines().count(), 2);
 }
 

@@ -17,7 +17,8 @@ fn main() {
     // failure is followed by a success, so it never triggers.
     config.limits.quarantine_after = 1_000;
     let state = StateStore::new(Default::default());
-    let manifest = format!("version = \"0.1.0\"\ngrants = [\"account\"]\n[config]\nbehaviour = {{ panic-at = {T0} }}\n");
+    let manifest =
+        format!("version = \"0.1.0\"\ngrants = [\"account\"]\n[config]\nbehaviour = {{ panic-at = {T0} }}\n");
     let s = scorer_with(vec![files("flaky", wasm::BEHAVE, &manifest)], &state, config);
     let batch = |ts: i64| (0..64).map(|i| record(i, ts, &format!("a{}", i % 8), "")).collect::<Vec<_>>();
     let (mut failed, mut ok) = (Vec::new(), Vec::new());

@@ -105,8 +105,13 @@ fn load_phase(addr: &str, secs: u64, reload_dir: Option<&Path>, recompile: bool)
         std::thread::sleep(Duration::from_secs(1));
         if let Some(dir) = reload_dir {
             k += 1;
-            let manifest = wasm::bundled_manifest("velocity").replace("account_requests = 240", &format!("account_requests = {}", 500 + k));
-            let w = if recompile { recompiled(wasm::bundled("velocity"), 1000 + k) } else { wasm::bundled("velocity").to_vec() };
+            let manifest = wasm::bundled_manifest("velocity")
+                .replace("account_requests = 240", &format!("account_requests = {}", 500 + k));
+            let w = if recompile {
+                recompiled(wasm::bundled("velocity"), 1000 + k)
+            } else {
+                wasm::bundled("velocity").to_vec()
+            };
             std::fs::write(dir.join("velocity.wasm"), w).unwrap();
             std::fs::write(dir.join("velocity.toml"), manifest).unwrap();
         }
@@ -150,7 +155,10 @@ fn main() {
     }
     let (s50, s99) = (percentile(&mut steady, 0.5), percentile(&mut steady, 0.99));
     println!("request latency, steady:                          p50 {s50:.2} ms, p99 {s99:.2} ms (n={})", steady.len());
-    for (label, l) in [("reload every second, manifest only", &mut manifest_only), ("reload every second, recompiled", &mut recompiling)] {
+    for (label, l) in [
+        ("reload every second, manifest only", &mut manifest_only),
+        ("reload every second, recompiled", &mut recompiling),
+    ] {
         let (r50, r99) = (percentile(l, 0.5), percentile(l, 0.99));
         println!(
             "request latency, {label}: p50 {r50:.2} ms, p99 {r99:.2} ms (n={}); vs steady p50 {:.2}x, p99 {:.2}x",

@@ -59,3 +59,18 @@ pub fn record(id: usize, ts_ms: i64, account: &str, extra: &str) -> Record {
 }
 
 pub const T0: i64 = 1_760_000_000_000;
+
+/// Log output captured in memory (install it with a tracing subscriber's
+/// `with_writer`), to check what plugins managed to log.
+#[derive(Clone, Default)]
+pub struct LogCapture(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -85,9 +85,8 @@ fn verdicts_keep_input_order_and_count_with_bad_lines_reported() {
 fn fail_policy_stops_at_the_first_bad_line_after_scoring_what_came_before() {
     let state = StateStore::new(Default::default());
     let s = scorer(vec![files("counter", wasm::BEHAVE, &behave(""))], &state);
-    let input: String = (0..10)
-        .map(|i| if i == 5 { "[]\n".to_string() } else { line(i, T0, "a", "") + "\n" })
-        .collect();
+    let input: String =
+        (0..10).map(|i| if i == 5 { "[]\n".to_string() } else { line(i, T0, "a", "") + "\n" }).collect();
     let opts = StreamOptions {
         batch_size: 100,
         on_bad_input: vigil::config::BadInputPolicy::Fail,
@@ -105,10 +104,7 @@ fn monitor_mode_is_reported_but_not_counted() {
     let state = StateStore::new(Default::default());
     let enforce = behave("");
     let monitor = format!("mode = \"monitor\"\n{enforce}");
-    let s = scorer(
-        vec![files("enforced", wasm::BEHAVE, &enforce), files("watched", wasm::BEHAVE, &monitor)],
-        &state,
-    );
+    let s = scorer(vec![files("enforced", wasm::BEHAVE, &enforce), files("watched", wasm::BEHAVE, &monitor)], &state);
     let records = (0..60).map(|i| record(i, T0, "a", "")).collect();
     let (out, _) = s.score(s.batch(records));
     let v = &out[59];
@@ -157,7 +153,8 @@ fn plugins_that_fail_to_load_are_reported_and_the_rest_run() {
 #[test]
 fn a_failing_plugin_fails_only_its_own_signal_and_recovers() {
     let state = StateStore::new(Default::default());
-    let flaky = format!("version = \"0.1.0\"\ngrants = [\"account\"]\n[config]\nbehaviour = {{ panic-at = {} }}\n", T0 + 5);
+    let flaky =
+        format!("version = \"0.1.0\"\ngrants = [\"account\"]\n[config]\nbehaviour = {{ panic-at = {} }}\n", T0 + 5);
     let s = scorer(vec![files("flaky", wasm::BEHAVE, &flaky), files("steady", wasm::BEHAVE, &behave(""))], &state);
     let batch = |ts: i64| (0..3).map(|i| record(i, ts, "a", "")).collect();
 
@@ -179,7 +176,9 @@ fn a_failing_plugin_fails_only_its_own_signal_and_recovers() {
 fn errors_are_typed_and_fail_closed_counts() {
     let state = StateStore::new(Default::default());
     let with = |b: &str, extra: &str| {
-        format!("version = \"0.1.0\"\ngrants = [\"account\"]\n{extra}\n[limits]\ntime_per_batch_ms = 100\n[config]\nbehaviour = \"{b}\"\n")
+        format!(
+            "version = \"0.1.0\"\ngrants = [\"account\"]\n{extra}\n[limits]\ntime_per_batch_ms = 100\n[config]\nbehaviour = \"{b}\"\n"
+        )
     };
     let s = scorer(
         vec![

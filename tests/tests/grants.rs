@@ -4,30 +4,18 @@
 //! up in all of them (so the channels work); a canary in every ungranted
 //! field shows up in none.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use vigil::state::StateStore;
-use vigil_tests::{T0, files, record, scorer, wasm};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use vigil_tests::{LogCapture, T0, files, record, scorer, wasm};
 
 #[test]
 fn ungranted_fields_never_reach_the_plugin() {
-    let logs = Capture::default();
+    let logs = LogCapture::default();
     let sink = logs.clone();
-    tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_ansi(false).with_writer(move || sink.clone()).init();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .init();
 
     const CANARY: &str = "CANARY-7f3a";
     let manifest = "version = \"0.1.0\"\ngrants = [\"account\", \"model\"]\n";

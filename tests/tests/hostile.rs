@@ -3,8 +3,7 @@
 //! well-behaved plugin's scores are unchanged, and the failure is reported
 //! with the right kind.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use vigil::Config;
@@ -13,25 +12,12 @@ use vigil::error::ErrorKind;
 use vigil::pipeline::Scorer;
 use vigil::registry::{self, PluginState};
 use vigil::state::StateStore;
-use vigil_tests::{T0, files, record, scorer_with, wasm};
+use vigil_tests::{LogCapture, T0, files, record, scorer_with, wasm};
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn logs() -> &'static Capture {
-    static LOGS: OnceLock<Capture> = OnceLock::new();
+fn logs() -> &'static LogCapture {
+    static LOGS: OnceLock<LogCapture> = OnceLock::new();
     LOGS.get_or_init(|| {
-        let c = Capture::default();
+        let c = LogCapture::default();
         let sink = c.clone();
         tracing_subscriber::fmt().with_ansi(false).with_writer(move || sink.clone()).init();
         c
@@ -50,7 +36,8 @@ fn steady_reasons(s: &Scorer, state_tag: usize) -> (Vec<Vec<String>>, Vec<Option
     let mut kinds = Vec::new();
     let mut times = Vec::new();
     for b in 0..2 {
-        let recs = (0..5).map(|i| record(b * 5 + i, T0 + (b * 5 + i) as i64, &format!("acct-{state_tag}"), "")).collect();
+        let recs =
+            (0..5).map(|i| record(b * 5 + i, T0 + (b * 5 + i) as i64, &format!("acct-{state_tag}"), "")).collect();
         let (verdicts, outcomes) = s.score(s.batch(recs));
         let names: Vec<String> = verdicts[0].signals.iter().map(|s| s.plugin.to_string()).collect();
         let steady = names.iter().position(|n| n == "steady").unwrap();
@@ -159,7 +146,8 @@ fn log_flood_is_bounded() {
 
 #[test]
 fn state_flood_is_bounded() {
-    let (kinds, _, _, state) = attack("state-flood", "time_per_batch_ms = 10000\nstate_entries = 1000\nstate_bytes = 2000000");
+    let (kinds, _, _, state) =
+        attack("state-flood", "time_per_batch_ms = 10000\nstate_entries = 1000\nstate_bytes = 2000000");
     assert_eq!(kinds, [None, None]);
     let ns = state.namespace("hostile-state-flood");
     let ns = ns.lock().unwrap();
@@ -175,7 +163,11 @@ fn no_files_network_environment_or_arguments() {
     unsafe { std::env::set_var("VIGIL_HOST_SECRET", "hunter2") };
     let state = StateStore::new(Default::default());
     let s = scorer_with(
-        vec![files("hostile-ambient", wasm::HOSTILE, &hostile_manifest("ambient", "time_per_batch_ms = 5000\nmax_reason_bytes = 8192"))],
+        vec![files(
+            "hostile-ambient",
+            wasm::HOSTILE,
+            &hostile_manifest("ambient", "time_per_batch_ms = 5000\nmax_reason_bytes = 8192"),
+        )],
         &state,
         Config::default(),
     );
@@ -202,10 +194,20 @@ fn broken_components_are_refused_at_load_and_the_rest_run() {
     ] {
         vigil_tests::write_plugin(dir.path(), name, bytes, &m);
     }
-    vigil_tests::write_plugin(dir.path(), "init-loop", wasm::HOSTILE, &hostile_manifest("init-loop", "time_per_batch_ms = 100"));
+    vigil_tests::write_plugin(
+        dir.path(),
+        "init-loop",
+        wasm::HOSTILE,
+        &hostile_manifest("init-loop", "time_per_batch_ms = 100"),
+    );
     vigil_tests::write_plugin(dir.path(), "steady", wasm::BEHAVE, STEADY);
-    let set = registry::load_dir(&Runtime::new().unwrap(), &Config::default(), &StateStore::new(Default::default()), Some(dir.path()))
-        .unwrap();
+    let set = registry::load_dir(
+        &Runtime::new().unwrap(),
+        &Config::default(),
+        &StateStore::new(Default::default()),
+        Some(dir.path()),
+    )
+    .unwrap();
     assert_eq!(set.names(), ["steady"]);
     let kind = |n: &str| set.failures.iter().find(|e| e.plugin == n).map(|e| (e.kind, e.message.clone())).unwrap();
     for n in ["wrong-world", "core-module", "truncated", "not-wasm"] {

@@ -60,7 +60,8 @@ struct Seen {
 fn score_one(addr: &str, i: u64) -> Result<Seen, String> {
     let body = format!(r#"{{"id":"r-{i}","ts_ms":{},"account":"steady"}}"#, T0 + i as i64);
     let resp = ureq::post(&format!("http://{addr}/v1/score")).send_string(&body).map_err(|e| e.to_string())?;
-    let v: serde_json::Value = serde_json::from_str(&resp.into_string().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let v: serde_json::Value =
+        serde_json::from_str(&resp.into_string().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let sig = &v["verdicts"][0]["signals"][0];
     if sig.get("error").is_some() {
         return Err(format!("plugin error: {sig}"));
@@ -114,7 +115,8 @@ fn hot_reload_under_load_never_fails_a_request_or_serves_a_broken_version() {
     ];
     let swaps = 52;
     for k in 1..=swaps as u32 {
-        let (w, m): (&[u8], String) = if k % 2 == 0 { (wasm::BEHAVE, good(k)) } else { broken[(k as usize / 2) % 4].clone() };
+        let (w, m): (&[u8], String) =
+            if k % 2 == 0 { (wasm::BEHAVE, good(k)) } else { broken[(k as usize / 2) % 4].clone() };
         let before = server.registry.active("counter").unwrap().plugin.digest.to_string();
         std::fs::write(dir.join("counter.wasm"), w).unwrap();
         std::fs::write(dir.join("counter.toml"), &m).unwrap();

@@ -73,11 +73,7 @@ pub struct Report {
     pub personas: Vec<PersonaRow>,
 }
 
-pub fn evaluate(
-    verdicts: impl BufRead,
-    truth: &HashMap<String, Truth>,
-    flag_threshold: f64,
-) -> anyhow::Result<Report> {
+pub fn evaluate(verdicts: impl BufRead, truth: &HashMap<String, Truth>, flag_threshold: f64) -> anyhow::Result<Report> {
     let mut detectors: Vec<String> = vec![COMBINED.to_string()];
     let mut seen: HashMap<String, AccountSeen> = HashMap::new();
     let mut requests = 0u64;
@@ -146,10 +142,12 @@ pub fn evaluate(
             if members.is_empty() {
                 continue;
             }
-            let mut to_flag: Vec<u32> = members.iter().filter_map(|s| s.first_flag.get(di).copied().flatten()).collect();
+            let mut to_flag: Vec<u32> =
+                members.iter().filter_map(|s| s.first_flag.get(di).copied().flatten()).collect();
             to_flag.sort_unstable();
             let flagged = to_flag.len();
-            let pct = |p: f64| (!to_flag.is_empty()).then(|| to_flag[((to_flag.len() - 1) as f64 * p).round() as usize]);
+            let pct =
+                |p: f64| (!to_flag.is_empty()).then(|| to_flag[((to_flag.len() - 1) as f64 * p).round() as usize]);
             rows.push(Row {
                 detector: d.clone(),
                 set: set.clone(),
@@ -179,7 +177,12 @@ pub fn evaluate(
     }
     let mut personas: Vec<PersonaRow> = personas
         .into_iter()
-        .map(|(persona, (accounts, flagged))| PersonaRow { persona, accounts, flagged, rate: flagged as f64 / accounts as f64 })
+        .map(|(persona, (accounts, flagged))| PersonaRow {
+            persona,
+            accounts,
+            flagged,
+            rate: flagged as f64 / accounts as f64,
+        })
         .collect();
     personas.sort_by(|a, b| a.persona.cmp(&b.persona));
 
@@ -227,7 +230,13 @@ impl Report {
         }
         s += "\ncombined false positives by benign persona:\n";
         for p in &self.personas {
-            s += &format!("  {:<18} {:>6} accounts {:>5} flagged ({:.3}%)\n", p.persona, p.accounts, p.flagged, p.rate * 100.0);
+            s += &format!(
+                "  {:<18} {:>6} accounts {:>5} flagged ({:.3}%)\n",
+                p.persona,
+                p.accounts,
+                p.flagged,
+                p.rate * 100.0
+            );
         }
         if self.unknown_accounts > 0 {
             s += &format!("\nwarning: {} accounts in the verdicts are not in the truth file\n", self.unknown_accounts);

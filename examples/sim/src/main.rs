@@ -66,7 +66,17 @@ enum Format {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Simulate { preset, seed, out, truth, benign_accounts, campaign_accounts, campaign_requests, days, show } => {
+        Command::Simulate {
+            preset,
+            seed,
+            out,
+            truth,
+            benign_accounts,
+            campaign_accounts,
+            campaign_requests,
+            days,
+            show,
+        } => {
             let mut s = Scenario::preset(&preset, seed).ok_or_else(|| {
                 anyhow::anyhow!("unknown preset {preset:?}; presets: {}", Scenario::PRESETS.join(", "))
             })?;
@@ -122,7 +132,8 @@ fn main() -> anyhow::Result<()> {
 
 fn simulate(s: &Scenario, out: &str, truth_path: &PathBuf) -> anyhow::Result<()> {
     let pop = vigil_sim::population(s);
-    let mut truth = BufWriter::new(File::create(truth_path).map_err(|e| anyhow::anyhow!("{}: {e}", truth_path.display()))?);
+    let mut truth =
+        BufWriter::new(File::create(truth_path).map_err(|e| anyhow::anyhow!("{}: {e}", truth_path.display()))?);
     for t in pop.truth(s) {
         serde_json::to_writer(&mut truth, &t)?;
         truth.write_all(b"\n")?;

@@ -213,7 +213,11 @@ impl Population {
                 } else {
                     from - rng.gen_range(0..3 * DAY_MS)
                 };
-                let ips = if hydra { proxies.choose_multiple(rng, 6).cloned().collect() } else { vec![own_ips[k % own_ips.len()].clone()] };
+                let ips = if hydra {
+                    proxies.choose_multiple(rng, 6).cloned().collect()
+                } else {
+                    vec![own_ips[k % own_ips.len()].clone()]
+                };
                 let days = ((to - from) as f64 / DAY_MS as f64).max(1e-3);
                 accounts.push(Account {
                     id: format!("acct-{}", hex(rng)),
@@ -292,7 +296,11 @@ impl Population {
                     family: Some(c.family.to_string()),
                     kind: Some(f.kind.to_string()),
                     split: Some(if f.split == Split::Tuning { "tuning" } else { "held-out" }.to_string()),
-                    styles: c.styles.iter().map(|s| serde_json::to_value(s).unwrap().as_str().unwrap().to_string()).collect(),
+                    styles: c
+                        .styles
+                        .iter()
+                        .map(|s| serde_json::to_value(s).unwrap().as_str().unwrap().to_string())
+                        .collect(),
                 }
             }
         })

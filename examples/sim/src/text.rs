@@ -12,19 +12,52 @@ fn pick<'a>(rng: &mut R, xs: &[&'a str]) -> &'a str {
 }
 
 const TOPICS: &[&str] = &[
-    "photosynthesis", "the French revolution", "compound interest", "black holes", "sourdough baking",
-    "the immune system", "supply and demand", "plate tectonics", "jazz harmony", "the Roman empire",
-    "machine learning", "climate change", "the stock market", "quantum entanglement", "marathon training",
-    "urban gardening", "the printing press", "volcanoes", "vaccines", "the water cycle", "impressionism",
-    "blockchains", "coral reefs", "the cold war", "renewable energy", "sleep hygiene", "tax brackets",
-    "electric cars", "the human genome", "ancient Egypt", "chess openings", "meditation", "inflation",
+    "photosynthesis",
+    "the French revolution",
+    "compound interest",
+    "black holes",
+    "sourdough baking",
+    "the immune system",
+    "supply and demand",
+    "plate tectonics",
+    "jazz harmony",
+    "the Roman empire",
+    "machine learning",
+    "climate change",
+    "the stock market",
+    "quantum entanglement",
+    "marathon training",
+    "urban gardening",
+    "the printing press",
+    "volcanoes",
+    "vaccines",
+    "the water cycle",
+    "impressionism",
+    "blockchains",
+    "coral reefs",
+    "the cold war",
+    "renewable energy",
+    "sleep hygiene",
+    "tax brackets",
+    "electric cars",
+    "the human genome",
+    "ancient Egypt",
+    "chess openings",
+    "meditation",
+    "inflation",
 ];
-const FORMS: &[&str] = &["poem", "short story", "limerick", "haiku", "toast", "product description", "tweet", "song verse"];
-const CITIES: &[&str] = &["Lisbon", "Kyoto", "Mexico City", "Nairobi", "Oslo", "Hanoi", "Buenos Aires", "Prague", "Seoul", "Marrakesh"];
+const FORMS: &[&str] =
+    &["poem", "short story", "limerick", "haiku", "toast", "product description", "tweet", "song verse"];
+const CITIES: &[&str] =
+    &["Lisbon", "Kyoto", "Mexico City", "Nairobi", "Oslo", "Hanoi", "Buenos Aires", "Prague", "Seoul", "Marrakesh"];
 const LANGS: &[&str] = &["Spanish", "German", "Japanese", "Portuguese", "French", "Korean", "Italian", "Swahili"];
 const PHRASES: &[&str] = &[
-    "where is the train station", "thank you for your help", "the meeting is moved to Friday",
-    "I would like a table for two", "please send the invoice", "happy birthday, my friend",
+    "where is the train station",
+    "thank you for your help",
+    "the meeting is moved to Friday",
+    "I would like a table for two",
+    "please send the invoice",
+    "happy birthday, my friend",
 ];
 const SNIPPETS: &[&str] = &[
     "def avg(xs): return sum(xs) / len(xs)",
@@ -35,26 +68,51 @@ const SNIPPETS: &[&str] = &[
     "const data = await fetch(url).json();",
 ];
 const MATH: &[&str] = &[
-    "solve 3x + 5 = 20", "factor x^2 - 5x + 6", "find the derivative of x^3 sin x", "integrate 2x e^x",
-    "compute the area of a circle with radius 7", "solve the system x + y = 10, x - y = 4",
-    "find the probability of two sixes with two dice", "simplify (a^2 b)^3 / a b^2",
+    "solve 3x + 5 = 20",
+    "factor x^2 - 5x + 6",
+    "find the derivative of x^3 sin x",
+    "integrate 2x e^x",
+    "compute the area of a circle with radius 7",
+    "solve the system x + y = 10, x - y = 4",
+    "find the probability of two sixes with two dice",
+    "simplify (a^2 b)^3 / a b^2",
 ];
 const REPOS: &[&str] = &[
-    "acme/payments-api", "orbit/scheduler", "lumen/ui-kit", "delta/etl-jobs", "nova/auth-service",
-    "pico/cli-tools", "terra/geo-index", "quill/docs-site", "arc/ml-pipeline", "zen/chat-server",
+    "acme/payments-api",
+    "orbit/scheduler",
+    "lumen/ui-kit",
+    "delta/etl-jobs",
+    "nova/auth-service",
+    "pico/cli-tools",
+    "terra/geo-index",
+    "quill/docs-site",
+    "arc/ml-pipeline",
+    "zen/chat-server",
 ];
 const TASKS: &[&str] = &[
-    "fix the failing test in the date parser", "add pagination to the list endpoint",
-    "migrate the config loader from YAML to TOML", "remove the N+1 query in the order report",
-    "add retry with backoff to the HTTP client", "make the cache eviction thread-safe",
-    "implement rate limiting middleware", "port the shell deploy script to Python",
-    "add input validation to the signup form", "speed up the CSV import by streaming rows",
+    "fix the failing test in the date parser",
+    "add pagination to the list endpoint",
+    "migrate the config loader from YAML to TOML",
+    "remove the N+1 query in the order report",
+    "add retry with backoff to the HTTP client",
+    "make the cache eviction thread-safe",
+    "implement rate limiting middleware",
+    "port the shell deploy script to Python",
+    "add input validation to the signup form",
+    "speed up the CSV import by streaming rows",
 ];
 const QUESTIONS: &[&str] = &[
-    "Why does ice float on water?", "How many primes are there below 100?", "What causes inflation?",
-    "Is a hot dog a sandwich?", "How do vaccines train the immune system?",
-    "What is the time complexity of heapsort?", "Why is the sky blue?", "How does TCP avoid congestion?",
-    "What is the halting problem?", "How do bees communicate?", "Why do we have leap years?",
+    "Why does ice float on water?",
+    "How many primes are there below 100?",
+    "What causes inflation?",
+    "Is a hot dog a sandwich?",
+    "How do vaccines train the immune system?",
+    "What is the time complexity of heapsort?",
+    "Why is the sky blue?",
+    "How does TCP avoid congestion?",
+    "What is the halting problem?",
+    "How do bees communicate?",
+    "Why do we have leap years?",
 ];
 
 /// A benign user's opening prompt.
@@ -155,7 +213,10 @@ pub const FAMILIES: &[Family] = &[
         paraphrases: &[
             ("Solve", &["Work out", "Tackle", "Figure out"]),
             ("step by step", &["one step at a time", "stepwise"]),
-            ("show all of your reasoning", &["lay out your whole line of thought", "write out every part of your thinking"]),
+            (
+                "show all of your reasoning",
+                &["lay out your whole line of thought", "write out every part of your thinking"],
+            ),
             ("final answer", &["conclusion", "end result"]),
         ],
     },

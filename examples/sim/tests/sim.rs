@@ -66,12 +66,29 @@ fn no_label_leaks_into_the_request_stream() {
     let s = small(5);
     let (reqs, truth) = run(&s, usize::MAX);
     const SPEC_FIELDS: &[&str] = &[
-        "id", "ts_ms", "account", "org", "api_key", "ip", "asn", "user_agent", "model", "prompt", "system_prompt",
-        "prompt_tokens", "completion_tokens", "max_tokens", "account_created_ms", "payment_fingerprint",
-        "conversation_id", "turn", "attrs",
+        "id",
+        "ts_ms",
+        "account",
+        "org",
+        "api_key",
+        "ip",
+        "asn",
+        "user_agent",
+        "model",
+        "prompt",
+        "system_prompt",
+        "prompt_tokens",
+        "completion_tokens",
+        "max_tokens",
+        "account_created_ms",
+        "payment_fingerprint",
+        "conversation_id",
+        "turn",
+        "attrs",
     ];
     // Every label-ish value the truth file uses.
-    let mut labels: HashSet<String> = ["benign", "campaign", "tuning", "held-out"].iter().map(|s| s.to_string()).collect();
+    let mut labels: HashSet<String> =
+        ["benign", "campaign", "tuning", "held-out"].iter().map(|s| s.to_string()).collect();
     for l in &truth {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         for k in ["persona", "campaign", "family", "kind"] {

@@ -190,9 +190,8 @@ mod tests {
         let mut d = Lockstep::default();
         let mut h = MemHost::new();
         // Every 66 minutes, +-10%, for two days, across batches.
-        let bot: Vec<Request> = (0..44)
-            .map(|i| req(&mut h, "bot", T0 + i * 3_960_000 + (i % 3 - 1) * 300_000, 2, false))
-            .collect();
+        let bot: Vec<Request> =
+            (0..44).map(|i| req(&mut h, "bot", T0 + i * 3_960_000 + (i % 3 - 1) * 300_000, 2, false)).collect();
         let mut last = Signal::none();
         for chunk in bot.chunks(7) {
             last = d.score(chunk, &mut h).pop().unwrap();

@@ -20,21 +20,45 @@ const PATTERNS: &[(&str, f32, &str)] = &[
     // own it stays well under the flag threshold.
     ("cot-elicitation", 0.20, "step by step"),
     ("cot-elicitation", 0.45, "chain of thought|thoughts"),
-    ("cot-elicitation", 0.30, "show|explain|walk|write|detail|describe|give|provide|lay your|the|all|every|entire|full|complete reasoning|thinking|thought|derivation|rationale"),
+    (
+        "cot-elicitation",
+        0.30,
+        "show|explain|walk|write|detail|describe|give|provide|lay your|the|all|every|entire|full|complete reasoning|thinking|thought|derivation|rationale",
+    ),
     ("cot-elicitation", 0.30, "think|reason|thinking|reasoning out loud|aloud"),
-    ("cot-elicitation", 0.25, "before|prior answering|responding|replying|answer|giving think|reason|explain|reasoning"),
+    (
+        "cot-elicitation",
+        0.25,
+        "before|prior answering|responding|replying|answer|giving think|reason|explain|reasoning",
+    ),
     ("cot-elicitation", 0.30, "do|dont|never not skip|omit|leave any|a|single steps|step"),
     ("cot-elicitation", 0.30, "each|every intermediate|reasoning|logical|single step|steps"),
-    ("cot-elicitation", 0.35, "full|complete|detailed|entire|exhaustive|verbose reasoning|thought|thinking|process|trace|traces|chain|steps"),
+    (
+        "cot-elicitation",
+        0.35,
+        "full|complete|detailed|entire|exhaustive|verbose reasoning|thought|thinking|process|trace|traces|chain|steps",
+    ),
     // Asking for the reasoning the model normally keeps to itself.
-    ("hidden-reasoning", 0.55, "internal|inner|hidden|private|raw|secret|unfiltered reasoning|thoughts|thinking|monologue|deliberation|scratchpad"),
-    ("hidden-reasoning", 0.45, "reveal|expose|disclose|dump|leak|verbatim your|the|hidden|internal reasoning|thinking|thoughts|scratchpad"),
+    (
+        "hidden-reasoning",
+        0.55,
+        "internal|inner|hidden|private|raw|secret|unfiltered reasoning|thoughts|thinking|monologue|deliberation|scratchpad",
+    ),
+    (
+        "hidden-reasoning",
+        0.45,
+        "reveal|expose|disclose|dump|leak|verbatim your|the|hidden|internal reasoning|thinking|thoughts|scratchpad",
+    ),
     ("hidden-reasoning", 0.40, "scratchpad|scratch"),
     ("hidden-reasoning", 0.45, "thinking|reasoning|thought|think tags|tag|block|blocks|section"),
     // The model as grader or reward model.
     ("grader-prompt", 0.55, "you|act|acting|serve|role are|as|a|an reward|preference model|grader|judge|evaluator"),
     ("grader-prompt", 0.45, "reward model"),
-    ("grader-prompt", 0.30, "grade|score|rate|evaluate|judge|assess the|this|following|each|both response|responses|answer|answers|completion|completions|output|outputs"),
+    (
+        "grader-prompt",
+        0.30,
+        "grade|score|rate|evaluate|judge|assess the|this|following|each|both response|responses|answer|answers|completion|completions|output|outputs",
+    ),
     ("grader-prompt", 0.30, "rubric|rubrics"),
     ("grader-prompt", 0.25, "scale of|from 0|1|one 10|5|ten|five|100"),
     ("grader-prompt", 0.35, "which response|answer|completion|output is better|best|preferred|stronger"),

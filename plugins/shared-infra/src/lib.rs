@@ -88,7 +88,8 @@ impl Detector for SharedInfra {
                 continue;
             };
             let weight = if young { 1.0 } else { 0.5 } * if r.org != 0 { 0.3 } else { 1.0 };
-            let cluster = format!("{}:{:08x}", if what.starts_with("payment") { "card" } else { "prefix" }, handle >> 32);
+            let cluster =
+                format!("{}:{:08x}", if what.starts_with("payment") { "card" } else { "prefix" }, handle >> 32);
             out.push(Signal::new(
                 s * weight,
                 &["shared-infra", &cluster],

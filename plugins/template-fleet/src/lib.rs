@@ -116,7 +116,12 @@ impl Detector for TemplateFleet {
             let on_script = best.is_some_and(|b| b.0 >= ON_SCRIPT_FROM);
             found.push(Some((best, ops.len())));
             for (t, d) in [(SENT, 1), (ON_SCRIPT, u32::from(on_script))] {
-                ops.push(vigil_sdk::CounterOp { key: key(t, r.account), now_ms: r.ts_ms, window_ms: c.focus_window_ms, delta: d });
+                ops.push(vigil_sdk::CounterOp {
+                    key: key(t, r.account),
+                    now_ms: r.ts_ms,
+                    window_ms: c.focus_window_ms,
+                    delta: d,
+                });
             }
         }
         self.state.flush(host, Some(latest.saturating_add(30 * 86_400_000)), latest);
@@ -193,7 +198,11 @@ mod tests {
     fn one_question_that_overlaps_a_script_is_not_focus() {
         let mut d = TemplateFleet::default();
         let mut h = MemHost::new();
-        let script = |i: usize| format!("Solve the following problem. Think it through and give the final answer. Problem: integrate x^{i} sin x");
+        let script = |i: usize| {
+            format!(
+                "Solve the following problem. Think it through and give the final answer. Problem: integrate x^{i} sin x"
+            )
+        };
         let fleet: Vec<Request> = (0..90).map(|i| req(&mut h, &format!("f{}", i % 30), script(i), 1)).collect();
         d.score(&fleet, &mut h);
         // A new user asks one fleet-like question among ordinary ones.

@@ -79,8 +79,18 @@ impl Velocity {
     fn dims(&self) -> [Dim; 4] {
         let c = &self.cfg;
         [
-            Dim { label: "account-rate", what: "requests by this account", limit: c.account_requests, window_ms: c.window_ms },
-            Dim { label: "account-tokens", what: "tokens by this account", limit: c.account_tokens, window_ms: c.window_ms },
+            Dim {
+                label: "account-rate",
+                what: "requests by this account",
+                limit: c.account_requests,
+                window_ms: c.window_ms,
+            },
+            Dim {
+                label: "account-tokens",
+                what: "tokens by this account",
+                limit: c.account_tokens,
+                window_ms: c.window_ms,
+            },
             Dim { label: "key-rate", what: "requests on this API key", limit: c.key_requests, window_ms: c.window_ms },
             Dim {
                 label: "payment-rate",
@@ -119,8 +129,7 @@ fn human_window(ms: u32) -> String {
 }
 
 impl Detector for Velocity {
-    const DESCRIPTION: &'static str =
-        "Request and token volume per account, API key and payment instrument over sliding windows, weighed by account age";
+    const DESCRIPTION: &'static str = "Request and token volume per account, API key and payment instrument over sliding windows, weighed by account age";
 
     fn configure(&mut self, config: &str) -> Result<(), String> {
         let cfg: Config = parse_config(config)?;
@@ -170,7 +179,9 @@ impl Detector for Velocity {
                         best = Some((e, i, count));
                     }
                 }
-                let Some((e, i, count)) = best else { return Signal::none() };
+                let Some((e, i, count)) = best else {
+                    return Signal::none();
+                };
                 let (factor, age) = self.age_factor(r);
                 let factor = factor * if r.org != 0 { self.cfg.org_factor } else { 1.0 };
                 let d = &dims[i];
@@ -185,12 +196,7 @@ impl Detector for Velocity {
                 Signal::new(
                     e * factor,
                     &labels,
-                    format!(
-                        "{count} {} in {} (budget {}); {age_text}",
-                        d.what,
-                        human_window(d.window_ms),
-                        d.limit
-                    ),
+                    format!("{count} {} in {} (budget {}); {age_text}", d.what, human_window(d.window_ms), d.limit),
                 )
             })
             .collect()

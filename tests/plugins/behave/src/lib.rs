@@ -58,14 +58,21 @@ impl Detector for Behave {
     fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
         match self.cfg.behaviour {
             Behaviour::Panic => panic!("behave: asked to panic"),
-            Behaviour::PanicAt(ts) if batch.first().map(|r| r.ts_ms) == Some(ts) => panic!("behave: panic at {ts}"),
+            Behaviour::PanicAt(ts) if batch.first().map(|r| r.ts_ms) == Some(ts) => {
+                panic!("behave: panic at {ts}")
+            }
             Behaviour::Spin => {
                 let mut x = 0u64;
                 loop {
                     x = std::hint::black_box(x.wrapping_add(1));
                 }
             }
-            Behaviour::Nan => return batch.iter().map(|_| Signal { score: f32::NAN, labels: vec![], reason: String::new() }).collect(),
+            Behaviour::Nan => {
+                return batch
+                    .iter()
+                    .map(|_| Signal { score: f32::NAN, labels: vec![], reason: String::new() })
+                    .collect();
+            }
             Behaviour::Short => return batch.iter().skip(1).map(|_| Signal::none()).collect(),
             Behaviour::Err => return Vec::new(),
             _ => {}

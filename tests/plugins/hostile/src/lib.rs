@@ -91,9 +91,16 @@ impl Guest for Hostile {
             }
             "many-labels" => batch
                 .iter()
-                .map(|_| Signal { score: 0.1, labels: (0..10_000).map(|i| i.to_string()).collect(), reason: String::new() })
+                .map(|_| Signal {
+                    score: 0.1,
+                    labels: (0..10_000).map(|i| i.to_string()).collect(),
+                    reason: String::new(),
+                })
                 .collect(),
-            "giant-label" => batch.iter().map(|_| Signal { score: 0.1, labels: vec!["x".repeat(1 << 20)], reason: String::new() }).collect(),
+            "giant-label" => batch
+                .iter()
+                .map(|_| Signal { score: 0.1, labels: vec!["x".repeat(1 << 20)], reason: String::new() })
+                .collect(),
             "giant-reason" => ok(&batch, 0.1, &"y".repeat(8 << 20)),
             "log-flood" => {
                 for i in 0..100_000 {
