@@ -42,7 +42,10 @@ fn score_writes_one_valid_verdict_per_line_in_order() {
         assert!(["allow", "flag", "block"].contains(&v["decision"].as_str().unwrap()));
         let plugins: Vec<&str> =
             v["signals"].as_array().unwrap().iter().map(|s| s["plugin"].as_str().unwrap()).collect();
-        assert_eq!(plugins, ["reasoning-elicitation", "velocity"]);
+        assert_eq!(
+            plugins,
+            ["lockstep", "output-harvest", "reasoning-elicitation", "shared-infra", "template-fleet", "velocity"]
+        );
     }
     let err = text(&out.stderr);
     assert!(err.contains("scored 50 requests"), "{err}");
