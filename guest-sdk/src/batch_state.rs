@@ -6,9 +6,8 @@
 //! restart) starts cold and reads it back. Bounded: when the cache passes
 //! its capacity it is emptied after a flush (every entry is clean then).
 
-use std::collections::HashMap;
-
 use crate::Host;
+use crate::hash::U64Map;
 
 struct Cached<T> {
     value: T,
@@ -17,7 +16,7 @@ struct Cached<T> {
 }
 
 pub struct BatchState<T> {
-    entries: HashMap<u64, Cached<T>>,
+    entries: U64Map<Cached<T>>,
     decode: fn(&[u8]) -> T,
     encode: fn(&T) -> Vec<u8>,
     capacity: usize,
@@ -31,7 +30,7 @@ impl<T: Default> BatchState<T> {
     }
 
     pub fn with_capacity(decode: fn(&[u8]) -> T, encode: fn(&T) -> Vec<u8>, capacity: usize) -> Self {
-        Self { entries: HashMap::new(), decode, encode, capacity }
+        Self { entries: U64Map::default(), decode, encode, capacity }
     }
 
     fn entry(&mut self, host: &mut dyn Host, key: u64, now_ms: i64) -> &mut Cached<T> {

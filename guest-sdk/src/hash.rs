@@ -31,6 +31,29 @@ pub const fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A `HashMap` for keys that are already hashes (state keys, handles, word
+/// hashes). std's default SipHash costs more than the rest of a lookup,
+/// especially in Wasm; one `mix` is enough for keys like these. Not for
+/// keys an attacker picks freely: those want SipHash's flood resistance.
+pub type U64Map<V> = std::collections::HashMap<u64, V, std::hash::BuildHasherDefault<MixHasher>>;
+
+#[derive(Default, Clone, Copy)]
+pub struct MixHasher(u64);
+
+impl std::hash::Hasher for MixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = mix(self.0 ^ b as u64);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = mix(self.0 ^ v);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

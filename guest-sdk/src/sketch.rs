@@ -7,15 +7,33 @@ use crate::hash::mix;
 
 /// HyperLogLog distinct counter with 2^P one-byte registers: `P` = 7 is 128
 /// bytes and a standard error of about 1.04 / sqrt(128) = 9%.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct HyperLogLog<const P: u32> {
     regs: Vec<u8>,
+    // Kept up to date on every change so `estimate` is O(1): detectors ask
+    // for it on every request, and summing 2^P powers each time dominated
+    // their cost.
+    sum: f64,
+    zeros: u32,
 }
+
+impl<const P: u32> PartialEq for HyperLogLog<P> {
+    fn eq(&self, other: &Self) -> bool {
+        self.regs == other.regs
+    }
+}
+
+impl<const P: u32> Eq for HyperLogLog<P> {}
 
 impl<const P: u32> Default for HyperLogLog<P> {
     fn default() -> Self {
-        Self { regs: vec![0; 1 << P] }
+        Self { regs: vec![0; 1 << P], sum: (1u64 << P) as f64, zeros: 1 << P }
     }
+}
+
+/// 2^-r exactly, without a pow call.
+fn inv_pow2(r: u8) -> f64 {
+    f64::from_bits((1023 - r as u64) << 52)
 }
 
 impl<const P: u32> HyperLogLog<P> {
@@ -27,8 +45,11 @@ impl<const P: u32> HyperLogLog<P> {
         let h = mix(item ^ 0x9e37_79b9_7f4a_7c15);
         let idx = (h >> (64 - P)) as usize;
         let rank = ((h << P) | (1 << (P - 1))).leading_zeros() as u8 + 1;
-        if rank > self.regs[idx] {
+        let old = self.regs[idx];
+        if rank > old {
             self.regs[idx] = rank;
+            self.sum += inv_pow2(rank) - inv_pow2(old);
+            self.zeros -= u32::from(old == 0);
             true
         } else {
             false
@@ -38,10 +59,8 @@ impl<const P: u32> HyperLogLog<P> {
     pub fn estimate(&self) -> f64 {
         let m = self.regs.len() as f64;
         let alpha = 0.7213 / (1.0 + 1.079 / m);
-        let sum: f64 = self.regs.iter().map(|&r| 2f64.powi(-(r as i32))).sum();
-        let raw = alpha * m * m / sum;
-        let zeros = self.regs.iter().filter(|&&r| r == 0).count();
-        if raw <= 2.5 * m && zeros > 0 { m * (m / zeros as f64).ln() } else { raw }
+        let raw = alpha * m * m / self.sum;
+        if raw <= 2.5 * m && self.zeros > 0 { m * (m / self.zeros as f64).ln() } else { raw }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -50,7 +69,15 @@ impl<const P: u32> HyperLogLog<P> {
 
     /// From `as_bytes`; anything of the wrong length is an empty sketch.
     pub fn from_bytes(b: &[u8]) -> Self {
-        if b.len() == Self::BYTES { Self { regs: b.to_vec() } } else { Self::default() }
+        if b.len() != Self::BYTES {
+            return Self::default();
+        }
+        // Registers hold ranks up to 64 - P + 1; clamp anything else (the
+        // bytes come from host state, written by some earlier version).
+        let regs: Vec<u8> = b.iter().map(|&r| r.min(64)).collect();
+        let sum = regs.iter().map(|&r| inv_pow2(r)).sum();
+        let zeros = regs.iter().filter(|&&r| r == 0).count() as u32;
+        Self { regs, sum, zeros }
     }
 }
 
@@ -236,6 +263,18 @@ mod tests {
     }
 
     #[test]
+    fn hll_incremental_estimate_matches_a_fresh_decode() {
+        let mut h = HyperLogLog::<7>::default();
+        for i in 0..5_000u64 {
+            h.add(i.wrapping_mul(0x9e37_79b9));
+            if i % 97 == 0 {
+                let again = HyperLogLog::<7>::from_bytes(h.as_bytes());
+                assert!((again.estimate() - h.estimate()).abs() < 1e-6 * h.estimate().max(1.0), "at {i}");
+            }
+        }
+    }
+
+    #[test]
     fn count_min_never_undercounts_and_stays_within_its_bound() {
         let mut cm = CountMin::<4, 256>::default();
         let n = 10_000u32;
@@ -343,18 +382,37 @@ impl Crowd {
     }
 }
 
-/// MinHash signature of a feature set: `K` independent minima. Two sets with
-/// Jaccard similarity `s` agree in each position with probability `s`, so
+/// MinHash signature of a feature set: `K` minima. Two sets with Jaccard
+/// similarity `s` agree in each position with probability about `s`, so
 /// banding the signature finds near-duplicates (locality-sensitive hashing).
+///
+/// One-permutation hashing: each feature is hashed once and competes only
+/// in the bin its hash selects (K times cheaper than K hash functions);
+/// an empty bin borrows the next filled bin's minimum (rotation
+/// densification), so short texts still give a full signature.
 pub fn minhash<const K: usize>(features: impl IntoIterator<Item = u64>) -> [u64; K] {
     let mut mins = [u64::MAX; K];
     for f in features {
-        for (i, m) in mins.iter_mut().enumerate() {
-            let h = mix(f ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1)));
-            if h < *m {
-                *m = h;
-            }
+        let h = mix(f ^ 0x9e37_79b9_7f4a_7c15);
+        let bin = ((h >> 32) * K as u64 >> 32) as usize;
+        // The low bits decide the minimum; the high ones chose the bin.
+        let v = h & 0xffff_ffff;
+        if v < mins[bin] {
+            mins[bin] = v;
         }
+    }
+    if mins.iter().all(|&m| m == u64::MAX) {
+        return mins;
+    }
+    let filled = mins;
+    for (i, m) in mins.iter_mut().enumerate() {
+        if *m != u64::MAX {
+            continue;
+        }
+        let hops = (1..K).find(|d| filled[(i + d) % K] != u64::MAX).expect("some bin is filled");
+        // Tagged with the distance: two sets agree on a borrowed bin only
+        // if the same feature won at the same distance.
+        *m = filled[(i + hops) % K] | ((hops as u64) << 32);
     }
     mins
 }

@@ -1,9 +1,7 @@
 //! Text normalisation and phrase matching that tolerate case, spacing,
 //! punctuation and light paraphrase, without allocating per request.
 
-use std::collections::HashMap;
-
-use crate::hash;
+use crate::hash::{self, U64Map};
 
 /// Words of a text, lowercased, split on anything that is not a letter or a
 /// digit; apostrophes are dropped inside words ("don't" -> "dont"). Reuse one
@@ -31,35 +29,64 @@ impl Words {
     /// Appends the words of `text` (for example a system prompt after the
     /// prompt); a phrase never spans the join.
     pub fn push(&mut self, text: &str) {
+        // The word's hash (FNV-1a, as `hash::tag`) is built while its bytes
+        // are copied, so each byte is touched once.
+        const FNV: u64 = 0xcbf2_9ce4_8422_2325;
         let mut start: Option<usize> = None;
-        for ch in text.chars() {
+        let mut h = FNV;
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            // ASCII, nearly all of a prompt, without decoding chars.
+            if b < 0x80 {
+                i += 1;
+                if b.is_ascii_alphanumeric() {
+                    if start.is_none() {
+                        start = Some(self.buf.len());
+                        h = FNV;
+                    }
+                    let lower = b.to_ascii_lowercase();
+                    self.buf.push(lower as char);
+                    h = (h ^ lower as u64).wrapping_mul(0x0000_0100_0000_01b3);
+                } else if b == b'\'' && start.is_some() {
+                    // inside a word: drop it
+                } else if let Some(s) = start.take() {
+                    self.end_word(s, h);
+                }
+                continue;
+            }
+            let ch = text[i..].chars().next().expect("a char starts here");
+            i += ch.len_utf8();
             if ch.is_alphanumeric() {
                 if start.is_none() {
                     start = Some(self.buf.len());
+                    h = FNV;
                 }
-                if ch.is_ascii() {
-                    self.buf.push(ch.to_ascii_lowercase());
-                } else {
-                    self.buf.extend(ch.to_lowercase());
+                let from = self.buf.len();
+                self.buf.extend(ch.to_lowercase());
+                for &b in &self.buf.as_bytes()[from..] {
+                    h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
                 }
-            } else if (ch == '\'' || ch == '\u{2019}') && start.is_some() {
-                // inside a word: drop it
+            } else if ch == '\u{2019}' && start.is_some() {
+                // a typographic apostrophe inside a word: dropped too
             } else if let Some(s) = start.take() {
-                self.end_word(s);
+                self.end_word(s, h);
             }
         }
         if let Some(s) = start {
-            self.end_word(s);
+            self.end_word(s, h);
         }
         // A separator word that matches nothing keeps phrases from joining.
         self.spans.push((self.buf.len() as u32, self.buf.len() as u32));
         self.hashes.push(0);
     }
 
-    fn end_word(&mut self, start: usize) {
+    fn end_word(&mut self, start: usize, fnv: u64) {
         let end = self.buf.len();
         self.spans.push((start as u32, end as u32));
-        self.hashes.push(word_hash(&self.buf[start..end]));
+        // Equal to `word_hash` of the word (a test checks).
+        self.hashes.push(hash::mix(fnv) | 1);
     }
 
     /// Number of words (including one empty separator per `push`).
@@ -98,7 +125,7 @@ pub fn word_hash(word: &str) -> u64 {
 pub struct PhraseSet<T> {
     patterns: Vec<Pattern<T>>,
     /// word hash -> (pattern index, slot index) for every slot it can fill.
-    index: HashMap<u64, Vec<(u32, u16)>>,
+    index: U64Map<Vec<(u32, u16)>>,
     max_gap: usize,
     progress: Vec<(u16, usize, usize)>,
 }
@@ -120,7 +147,7 @@ pub struct Match {
 
 impl<T> PhraseSet<T> {
     pub fn new(max_gap: usize) -> Self {
-        Self { patterns: Vec::new(), index: HashMap::new(), max_gap, progress: Vec::new() }
+        Self { patterns: Vec::new(), index: U64Map::default(), max_gap, progress: Vec::new() }
     }
 
     /// Adds a pattern; `value` comes back with each match (a category, a
@@ -236,6 +263,9 @@ mod tests {
         let w = words("  Don't   SHOW-your\treasoning!! Étape ");
         let got: Vec<&str> = (0..w.len()).map(|i| w.word(i)).collect();
         assert_eq!(got, ["dont", "show", "your", "reasoning", "étape", ""]);
+        for (i, word) in got.iter().enumerate().take(5) {
+            assert_eq!(w.hashes()[i], word_hash(word), "{word}");
+        }
     }
 
     #[test]

@@ -97,7 +97,7 @@ pub fn check(path: &Path, config: &Config, out: &mut dyn std::io::Write) -> std:
             return Ok(false);
         }
     }
-    let runtime = Runtime::new().map_err(std::io::Error::other)?;
+    let runtime = Runtime::with_config(&config.engine, true).map_err(std::io::Error::other)?;
     let state = StateStore::new(config.state.clone());
     let files = PluginFiles { name: name.clone(), wasm, manifest, sig };
     let ns = state.namespace(&name);

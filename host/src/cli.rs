@@ -167,7 +167,7 @@ fn score(
     quiet: bool,
     cases: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new()?;
+    let runtime = Runtime::with_config(&config.engine, true)?;
     let state = StateStore::new(config.state.clone());
     let set = registry::load_dir(&runtime, config, &state, plugins.as_deref())?;
     for e in &set.failures {
@@ -203,6 +203,7 @@ fn score(
         batch_size: config.scoring.batch_size,
         on_bad_input: config.scoring.on_bad_input,
         input: config.input.clone(),
+        in_flight: config.scoring.in_flight,
         cases: cases
             .map(|_| std::sync::Arc::new(std::sync::Mutex::new(crate::cases::CaseBook::new(config.server.max_cases)))),
     };

@@ -18,6 +18,46 @@ pub struct Config {
     pub server: Server,
     pub trust: Trust,
     pub handles: Handles,
+    pub engine: EngineConfig,
+}
+
+/// How plugins are compiled and instantiated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Instances from a pre-reserved pool with copy-on-write memory images:
+    /// replacing a trapped or reloaded instance costs microseconds.
+    pub pooling: bool,
+    /// Plugin instances alive at once (all plugins, including reload
+    /// candidates), when pooling.
+    pub max_instances: u32,
+    /// Keep compiled plugins on disk so a restart skips compilation.
+    pub cache: bool,
+    /// Where; empty: `$VIGIL_CACHE_DIR`, else `$XDG_CACHE_HOME/vigil`, else
+    /// `~/.cache/vigil`.
+    pub cache_dir: PathBuf,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { pooling: true, max_instances: 256, cache: true, cache_dir: PathBuf::new() }
+    }
+}
+
+impl EngineConfig {
+    /// The cache directory to use, if caching is on and one can be found.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if !self.cache {
+            return None;
+        }
+        if !self.cache_dir.as_os_str().is_empty() {
+            return Some(self.cache_dir.clone());
+        }
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        env("VIGIL_CACHE_DIR")
+            .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("vigil")))
+            .or_else(|| env("HOME").map(|d| d.join(".cache").join("vigil")))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -29,11 +69,21 @@ pub struct Scoring {
     /// A verdict is `block` from this score.
     pub block_threshold: f64,
     pub on_bad_input: BadInputPolicy,
+    /// `vigil score`: batches being scored at once. More than one keeps
+    /// every core busy while the slowest plugin finishes a batch; each
+    /// plugin still sees batches in input order.
+    pub in_flight: usize,
 }
 
 impl Default for Scoring {
     fn default() -> Self {
-        Self { batch_size: 1024, flag_threshold: 0.5, block_threshold: 0.9, on_bad_input: BadInputPolicy::Skip }
+        Self {
+            batch_size: 1024,
+            flag_threshold: 0.5,
+            block_threshold: 0.9,
+            on_bad_input: BadInputPolicy::Skip,
+            in_flight: 4,
+        }
     }
 }
 
@@ -213,6 +263,12 @@ impl Config {
         let bad = |m: String| Err(Error::Config(m));
         if s.batch_size == 0 || s.batch_size > 65_536 {
             return bad(format!("scoring.batch_size must be 1..=65536, got {}", s.batch_size));
+        }
+        if self.engine.pooling && !(8..=10_000).contains(&self.engine.max_instances) {
+            return bad(format!("engine.max_instances must be 8..=10000, got {}", self.engine.max_instances));
+        }
+        if s.in_flight == 0 || s.in_flight > 64 {
+            return bad(format!("scoring.in_flight must be 1..=64, got {}", s.in_flight));
         }
         if !(0.0..=1.0).contains(&s.flag_threshold) || !(0.0..=1.0).contains(&s.block_threshold) {
             return bad("scoring thresholds must be in [0, 1]".into());

@@ -71,7 +71,7 @@ pub fn run(config: &Config, out_dir: &Path, seed: u64) -> anyhow::Result<()> {
 }
 
 fn simulate_and_score(config: &Config, scenario: &Scenario, out_dir: &Path) -> anyhow::Result<Scored> {
-    let runtime = Runtime::new()?;
+    let runtime = Runtime::with_config(&config.engine, true)?;
     let state = StateStore::new(config.state.clone());
     let set = registry::load_dir(&runtime, config, &state, None)?;
     anyhow::ensure!(set.failures.is_empty(), "bundled plugins failed to load: {:?}", set.failures);

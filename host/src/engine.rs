@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config as WasmConfig, Engine, ResourceLimiter};
+use wasmtime::{Config as WasmConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::batch::Batch;
+use crate::compile_cache::CompileCache;
+use crate::config::EngineConfig;
 use crate::handles::{IdField, field_text};
 use crate::manifest::Grants;
 use crate::state::Namespace;
@@ -32,41 +34,102 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct Runtime {
     pub engine: Engine,
     pub linker: Arc<Linker<StoreData>>,
+    /// Compiled plugins on disk, if configured.
+    pub cache: Option<Arc<CompileCache>>,
 }
 
 impl Runtime {
+    /// Defaults: pooled instances, parallel compilation, no disk cache.
     pub fn new() -> anyhow::Result<Self> {
-        Self::with_parallel_compilation(true)
+        let cfg = EngineConfig { cache: false, ..Default::default() };
+        Self::with_config(&cfg, true)
     }
 
-    /// `vigil serve` compiles on its reload thread alone, at lower priority,
-    /// so a new plugin version never competes with scoring for every core.
-    pub fn with_parallel_compilation(parallel: bool) -> anyhow::Result<Self> {
-        let mut cfg = WasmConfig::new();
-        cfg.parallel_compilation(parallel);
-        cfg.wasm_component_model(true)
-            .epoch_interruption(true)
-            // Deep recursion traps cleanly instead of exhausting the host stack.
-            .max_wasm_stack(1 << 20);
-        let engine = Engine::new(&cfg).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    /// `vigil serve` compiles on its reload thread alone (`parallel` off),
+    /// at lower priority, so a new plugin version never competes with
+    /// scoring for every core.
+    pub fn with_config(config: &EngineConfig, parallel: bool) -> anyhow::Result<Self> {
+        let engine = if config.pooling {
+            match Engine::new(&wasm_config(Some(config.max_instances), parallel)) {
+                Ok(e) => e,
+                // The pool reserves address space up front; where that is
+                // refused (a ulimit -v), run without it rather than not at all.
+                Err(e) => {
+                    tracing::warn!("pooling allocator unavailable ({e:#}); allocating instances on demand");
+                    Engine::new(&wasm_config(None, parallel)).map_err(|e| anyhow::anyhow!("{e:#}"))?
+                }
+            }
+        } else {
+            Engine::new(&wasm_config(None, parallel)).map_err(|e| anyhow::anyhow!("{e:#}"))?
+        };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         Detector::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let cache = match config.cache_dir() {
+            Some(dir) => match CompileCache::open(&dir, &engine) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), "compiled-plugin cache unavailable: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
         start_epoch_ticker(&engine);
-        Ok(Self { engine, linker: Arc::new(linker) })
+        Ok(Self { engine, linker: Arc::new(linker), cache })
     }
 
-    /// Compiles and links a component, checking it is of the detector world.
+    /// Compiles (or loads from the cache) and links a component, checking
+    /// it is of the detector world.
     pub fn prepare(&self, wasm: &[u8]) -> Result<DetectorPre<StoreData>, String> {
-        let component = Component::from_binary(&self.engine, wasm)
-            .map_err(|e| format!("not a valid WebAssembly component: {}", first_line(&format!("{e:#}"))))?;
+        let compiled = match &self.cache {
+            Some(c) => c.load_or_compile(&self.engine, wasm).map(|(c, _)| c),
+            None => Component::from_binary(&self.engine, wasm),
+        };
+        let component =
+            compiled.map_err(|e| format!("not a valid WebAssembly component: {}", first_line(&format!("{e:#}"))))?;
+        self.link(&component)
+    }
+
+    pub fn link(&self, component: &Component) -> Result<DetectorPre<StoreData>, String> {
         let pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| format!("imports something vigil does not provide (wrong world?): {e:#}"))?;
         DetectorPre::new(pre).map_err(|e| format!("does not export the vigil:detector world: {e:#}"))
     }
+}
+
+fn wasm_config(pool: Option<u32>, parallel: bool) -> WasmConfig {
+    let mut cfg = WasmConfig::new();
+    cfg.parallel_compilation(parallel);
+    cfg.wasm_component_model(true)
+        .epoch_interruption(true)
+        // Deep recursion traps cleanly instead of exhausting the host stack.
+        .max_wasm_stack(1 << 20);
+    if let Some(n) = pool {
+        // Sized by instance count; memory size is left at the 4 GiB wasm32
+        // maximum (virtual reservations) because each plugin's own limit
+        // is enforced by its store's limiter, with a clear error.
+        let mut p = PoolingAllocationConfig::new();
+        p.total_component_instances(n)
+            .total_core_instances(n * 8)
+            .total_memories(n)
+            .total_tables(n * 4)
+            .total_stacks(n)
+            .table_elements(100_000);
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
+        // Memory images are mapped copy-on-write (the default, said here
+        // because instantiation speed depends on it).
+        cfg.memory_init_cow(true);
+    }
+    // `VIGIL_PERFMAP=1` names JIT-compiled plugin functions for `perf`
+    // (see BENCHMARKS.md); off by default, it writes /tmp/perf-PID.map.
+    if std::env::var_os("VIGIL_PERFMAP").is_some_and(|v| v == "1") {
+        cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    cfg
 }
 
 // Advances the epoch while the engine lives; a store's deadline is a number

@@ -11,6 +11,7 @@ pub mod cases;
 pub mod check;
 pub mod cli;
 pub mod combine;
+pub mod compile_cache;
 pub mod config;
 pub mod demo;
 pub mod engine;

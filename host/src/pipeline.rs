@@ -3,6 +3,7 @@
 //! their own threads with bounded queues between them, so a slow consumer
 //! slows the reader instead of filling memory.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -54,20 +55,31 @@ impl Scorer {
     /// Every live plugin scores the batch concurrently; verdicts come back in
     /// order, with each plugin's outcome (in the snapshot's order).
     pub fn score(&self, batch: Batch) -> (Vec<Verdict>, Vec<Outcome>) {
-        let snap = self.registry.snapshot();
-        self.score_with(&snap, batch)
+        self.score_with(self.registry.snapshot(), batch)
     }
 
-    pub fn score_with(&self, snap: &Snapshot, batch: Batch) -> (Vec<Verdict>, Vec<Outcome>) {
+    pub fn score_with(&self, snap: Arc<Snapshot>, batch: Batch) -> (Vec<Verdict>, Vec<Outcome>) {
+        self.finish(self.submit(snap, batch))
+    }
+
+    /// Hands the batch to every plugin's worker and returns at once; the
+    /// workers score it while the caller submits the next batches.
+    pub fn submit(&self, snap: Arc<Snapshot>, batch: Batch) -> InFlight {
         let batch = Arc::new(batch);
-        let plugins = &snap.plugins;
-        let outcomes = run_plugins(plugins.iter().map(|p| &*p.worker), &batch);
+        let replies = submit_all(snap.plugins.iter().map(|p| &*p.worker), &batch);
+        InFlight { snap, batch, replies }
+    }
+
+    /// Waits for every plugin's answer on a submitted batch and combines.
+    pub fn finish(&self, f: InFlight) -> (Vec<Verdict>, Vec<Outcome>) {
+        let plugins = &f.snap.plugins;
+        let outcomes = collect(plugins.iter().map(|p| &*p.worker), f.replies);
         let results: Vec<PluginResult<'_>> = plugins
             .iter()
             .zip(&outcomes)
             .map(|(p, o)| PluginResult { plugin: &p.worker.plugin, mode: p.mode, result: &o.result })
             .collect();
-        let v = verdicts(&batch, &results, &self.scoring);
+        let v = verdicts(&f.batch, &results, &self.scoring);
         self.record(plugins, &outcomes, &v);
         (v, outcomes)
     }
@@ -100,15 +112,31 @@ impl Scorer {
     }
 }
 
+/// A batch the workers are scoring: its answers arrive on `replies`.
+pub struct InFlight {
+    pub snap: Arc<Snapshot>,
+    pub batch: Arc<Batch>,
+    replies: mpsc::Receiver<(usize, Outcome)>,
+}
+
 /// Sends the batch to each worker and waits for all of them.
-pub fn run_plugins<'a>(workers: impl Iterator<Item = &'a Worker>, batch: &Arc<Batch>) -> Vec<Outcome> {
-    let workers: Vec<&Worker> = workers.collect();
+pub fn run_plugins<'a>(workers: impl Iterator<Item = &'a Worker> + Clone, batch: &Arc<Batch>) -> Vec<Outcome> {
+    let replies = submit_all(workers.clone(), batch);
+    collect(workers, replies)
+}
+
+fn submit_all<'a>(workers: impl Iterator<Item = &'a Worker>, batch: &Arc<Batch>) -> mpsc::Receiver<(usize, Outcome)> {
     let (tx, rx) = mpsc::channel();
-    for (slot, w) in workers.iter().enumerate() {
+    for (slot, w) in workers.enumerate() {
         w.submit(batch.clone(), slot, tx.clone());
     }
-    drop(tx);
+    rx
+}
+
+fn collect<'a>(workers: impl Iterator<Item = &'a Worker>, rx: mpsc::Receiver<(usize, Outcome)>) -> Vec<Outcome> {
+    let workers: Vec<&Worker> = workers.collect();
     let mut outcomes: Vec<Option<Outcome>> = (0..workers.len()).map(|_| None).collect();
+    // Ends when every worker has answered (each drops its sender).
     for (slot, o) in rx {
         outcomes[slot] = Some(o);
     }
@@ -153,6 +181,38 @@ pub struct StreamOptions {
     pub input: Input,
     /// Roll flagged verdicts up into cases (`--cases FILE`).
     pub cases: Option<std::sync::Arc<std::sync::Mutex<crate::cases::CaseBook>>>,
+    /// Batches scored at once (pipelining); 1 scores one batch at a time.
+    pub in_flight: usize,
+}
+
+/// Adds a scored batch to the run's totals.
+fn tally(summary: &mut Summary, snap: &Snapshot, verdicts: &[Verdict], outcomes: &[Outcome]) {
+    summary.requests += verdicts.len() as u64;
+    for v in verdicts {
+        match v.decision {
+            Decision::Allow => summary.allow += 1,
+            Decision::Flag => summary.flag += 1,
+            Decision::Block => summary.block += 1,
+        }
+    }
+    for (p, o) in snap.plugins.iter().zip(outcomes) {
+        let v = &p.worker.plugin;
+        let i = match summary.plugins.iter().position(|s| s.name == *v.name && s.version == *v.version) {
+            Some(i) => i,
+            None => {
+                summary.plugins.push(PluginStats {
+                    name: v.name.to_string(),
+                    version: v.version.to_string(),
+                    ..Default::default()
+                });
+                summary.plugins.len() - 1
+            }
+        };
+        let st = &mut summary.plugins[i];
+        st.batches += 1;
+        st.busy += o.elapsed;
+        st.errors += u64::from(o.result.is_err());
+    }
 }
 
 enum Msg {
@@ -186,6 +246,26 @@ where
         let writer = s.spawn(move || write_verdicts(output, out_rx));
 
         let mut stop = None;
+        // Batches being scored, oldest first. Each plugin's worker takes
+        // them in order, so a fast plugin runs ahead on the next batch
+        // while a slow one finishes this one; verdicts still leave in
+        // input order.
+        let mut in_flight: VecDeque<(InFlight, Vec<i64>)> = VecDeque::new();
+        let finish_oldest = |in_flight: &mut VecDeque<(InFlight, Vec<i64>)>, summary: &mut Summary| -> bool {
+            let Some((f, times)) = in_flight.pop_front() else { return true };
+            let snap = f.snap.clone();
+            let (verdicts, outcomes) = scorer.finish(f);
+            tally(summary, &snap, &verdicts, &outcomes);
+            if let Some(book) = &opts.cases {
+                let mut book = book.lock().unwrap_or_else(|e| e.into_inner());
+                for (v, ts) in verdicts.iter().zip(&times) {
+                    book.observe(v, *ts);
+                }
+            }
+            on_progress(summary.requests);
+            out_tx.send(verdicts).is_ok() // false: the writer failed; its error is reported below
+        };
+        let mut writer_ok = true;
         for msg in batch_rx {
             let records = match msg {
                 Msg::Batch(r) => r,
@@ -194,45 +274,17 @@ where
                     break;
                 }
             };
-            let snap = scorer.registry.snapshot();
             let times: Vec<i64> =
                 if opts.cases.is_some() { records.iter().map(|r| r.ts_ms).collect() } else { Vec::new() };
-            let (verdicts, outcomes) = scorer.score_with(&snap, scorer.batch(records));
-            if let Some(book) = &opts.cases {
-                let mut book = book.lock().unwrap_or_else(|e| e.into_inner());
-                for (v, ts) in verdicts.iter().zip(&times) {
-                    book.observe(v, *ts);
-                }
+            let batch = scorer.batch(records);
+            in_flight.push_back((scorer.submit(scorer.registry.snapshot(), batch), times));
+            if in_flight.len() >= opts.in_flight.max(1) && !finish_oldest(&mut in_flight, &mut summary) {
+                writer_ok = false;
+                break;
             }
-            summary.requests += verdicts.len() as u64;
-            for v in &verdicts {
-                match v.decision {
-                    Decision::Allow => summary.allow += 1,
-                    Decision::Flag => summary.flag += 1,
-                    Decision::Block => summary.block += 1,
-                }
-            }
-            for (p, o) in snap.plugins.iter().zip(&outcomes) {
-                let v = &p.worker.plugin;
-                let st = match summary.plugins.iter().position(|s| s.name == *v.name && s.version == *v.version) {
-                    Some(i) => &mut summary.plugins[i],
-                    None => {
-                        summary.plugins.push(PluginStats {
-                            name: v.name.to_string(),
-                            version: v.version.to_string(),
-                            ..Default::default()
-                        });
-                        summary.plugins.last_mut().unwrap()
-                    }
-                };
-                st.batches += 1;
-                st.busy += o.elapsed;
-                st.errors += u64::from(o.result.is_err());
-            }
-            on_progress(summary.requests);
-            if out_tx.send(verdicts).is_err() {
-                break; // the writer failed; its error is reported below
-            }
+        }
+        while writer_ok && !in_flight.is_empty() {
+            writer_ok = finish_oldest(&mut in_flight, &mut summary);
         }
         drop(out_tx);
         let written = writer.join().expect("writer thread panicked");

@@ -79,7 +79,7 @@ impl Server {
             tracing::error!("host state snapshot not restored: {msg}");
         }
         let audit = Arc::new(Audit::open(&state_dir.join("audit.ndjson"))?);
-        let runtime = Runtime::with_parallel_compilation(false)?;
+        let runtime = Runtime::with_config(&config.engine, false)?;
         let registry = Arc::new(Registry::new());
         let metrics = Arc::new(Metrics::new());
         let reloader = Arc::new(Reloader::new(

@@ -56,6 +56,7 @@ fn verdicts_keep_input_order_and_count_with_bad_lines_reported() {
         on_bad_input: vigil::config::BadInputPolicy::Skip,
         input: Default::default(),
         cases: None,
+        in_flight: 3,
     };
     let mut out = Vec::new();
     let summary = score_stream(
@@ -92,6 +93,7 @@ fn fail_policy_stops_at_the_first_bad_line_after_scoring_what_came_before() {
         on_bad_input: vigil::config::BadInputPolicy::Fail,
         input: Default::default(),
         cases: None,
+        in_flight: 3,
     };
     let mut out = Vec::new();
     let err = score_stream(&s, input.as_bytes(), &mut out, &opts, &|_| {}, &|_| {}).unwrap_err();

@@ -13,7 +13,7 @@
 
 use serde::Deserialize;
 use vigil_sdk::batch_state::{BatchState, account_age_days};
-use vigil_sdk::hash::{key, mix, tag};
+use vigil_sdk::hash::{key, tag};
 use vigil_sdk::sketch::{Crowd, minhash};
 use vigil_sdk::text::Words;
 use vigil_sdk::{Detector, Host, Request, Signal, parse_config};
@@ -44,12 +44,14 @@ const BANDS: usize = 8;
 pub struct TemplateFleet {
     cfg: Config,
     words: Words,
+    /// Per-word hashes (digits masked), reused across requests.
+    shingles: Vec<u64>,
     state: BatchState<Crowd>,
 }
 
 impl Default for TemplateFleet {
     fn default() -> Self {
-        Self { cfg: Config::default(), words: Words::new(), state: BatchState::new(Crowd::decode, Crowd::encode) }
+        Self { cfg: Config::default(), words: Words::new(), shingles: Vec::new(), state: BatchState::new(Crowd::decode, Crowd::encode) }
     }
 }
 
@@ -59,17 +61,18 @@ impl TemplateFleet {
         self.words.parse(prompt);
         let masked = tag("#");
         let n = self.words.len();
-        let hashes: Vec<u64> = (0..n)
-            .map(|i| {
-                let w = self.words.word(i);
-                if w.bytes().any(|b| b.is_ascii_digit()) { masked } else { self.words.hashes()[i] }
-            })
-            .collect();
         if n < 6 {
             return None;
         }
+        let shingles = &mut self.shingles;
+        shingles.clear();
+        shingles.extend((0..n).map(|i| {
+            let w = self.words.word(i);
+            if w.bytes().any(|b| b.is_ascii_digit()) { masked } else { self.words.hashes()[i] }
+        }));
+        // minhash mixes each feature, so the pair needs only combining.
         let sig = minhash::<{ 2 * BANDS }>(
-            hashes.windows(2).filter(|p| p[0] != 0 && p[1] != 0).map(|p| mix(p[0] ^ p[1].rotate_left(17))),
+            shingles.windows(2).filter(|p| p[0] != 0 && p[1] != 0).map(|p| p[0] ^ p[1].rotate_left(17)),
         );
         Some(std::array::from_fn(|b| key(BAND ^ b as u64, sig[2 * b] ^ sig[2 * b + 1].rotate_left(29))))
     }
@@ -77,7 +80,7 @@ impl TemplateFleet {
 
 impl Detector for TemplateFleet {
     const DESCRIPTION: &'static str =
-        "Near-duplicate prompt templates shared by many young accounts (SimHash bands, distinct counts)";
+        "Near-duplicate prompt templates shared by many young accounts (MinHash bands, distinct counts)";
 
     fn configure(&mut self, config: &str) -> Result<(), String> {
         self.cfg = parse_config(config)?;
