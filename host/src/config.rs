@@ -19,7 +19,63 @@ pub struct Config {
     pub trust: Trust,
     pub handles: Handles,
     pub engine: EngineConfig,
+    pub guardrail: Guardrail,
 }
+
+/// `POST /beta/litellm_basic_guardrail_api`: inline decisions for a LiteLLM
+/// proxy (docs/litellm.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Guardrail {
+    /// Concurrent calls are gathered into one batch for up to this long
+    /// after the first arrives (0: score whatever is queued at once).
+    pub batch_wait_us: u64,
+    /// Most calls in one batch (1: no micro-batching).
+    pub max_batch: usize,
+    /// Calls waiting beyond this are refused at once: overload.
+    pub queue_limit: usize,
+    /// An answer is due within this; past it, the failure policy answers.
+    pub deadline_ms: u64,
+    /// On overload, deadline or a failed enforcing plugin: `open` lets the
+    /// call through, `closed` blocks it. The answer says which happened.
+    pub on_failure: FailMode,
+    /// Required in `x-api-key` (LiteLLM's `api_key`) if set;
+    /// `VIGIL_GUARDRAIL_KEY` sets it too.
+    pub api_key: Option<String>,
+    /// Which LiteLLM identity is the SPEC `account`: the first present of
+    /// `end_user_id`, `user_id`, `key_hash`, `team_id`, `org_id`.
+    pub account_from: Vec<String>,
+    /// Completed exchanges (request record + completion tokens) are
+    /// appended here as SPEC NDJSON; empty: `<state_dir>/exchanges.ndjson`.
+    pub exchange_log: PathBuf,
+    /// Requests remembered for joining their response side.
+    pub max_pending: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    Open,
+    Closed,
+}
+
+impl Default for Guardrail {
+    fn default() -> Self {
+        Self {
+            batch_wait_us: 1_000,
+            max_batch: 256,
+            queue_limit: 4_096,
+            deadline_ms: 250,
+            on_failure: FailMode::Open,
+            api_key: None,
+            account_from: vec!["end_user_id".into(), "user_id".into(), "key_hash".into()],
+            exchange_log: PathBuf::new(),
+            max_pending: 100_000,
+        }
+    }
+}
+
+pub const ACCOUNT_SOURCES: &[&str] = &["end_user_id", "user_id", "key_hash", "team_id", "org_id"];
 
 /// How plugins are compiled and instantiated.
 #[derive(Debug, Clone, Deserialize)]
@@ -266,6 +322,16 @@ impl Config {
         }
         if self.engine.pooling && !(8..=10_000).contains(&self.engine.max_instances) {
             return bad(format!("engine.max_instances must be 8..=10000, got {}", self.engine.max_instances));
+        }
+        let g = &self.guardrail;
+        if g.max_batch == 0 || g.max_batch > 65_536 || g.queue_limit == 0 || g.deadline_ms == 0 {
+            return bad("guardrail.max_batch (1..=65536), queue_limit and deadline_ms must be positive".into());
+        }
+        if let Some(a) = g.account_from.iter().find(|a| !ACCOUNT_SOURCES.contains(&a.as_str())) {
+            return bad(format!("guardrail.account_from: unknown source {a:?}; use {ACCOUNT_SOURCES:?}"));
+        }
+        if g.account_from.is_empty() {
+            return bad("guardrail.account_from must name at least one source".into());
         }
         if s.in_flight == 0 || s.in_flight > 64 {
             return bad(format!("scoring.in_flight must be 1..=64, got {}", s.in_flight));

@@ -17,6 +17,7 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod fuzzing;
+pub mod guardrail;
 pub mod handles;
 pub mod manifest;
 pub mod metrics;

@@ -87,7 +87,7 @@ impl Record {
         Ok(rec)
     }
 
-    fn check(&self, limits: &Input) -> Result<(), (&'static str, String)> {
+    pub(crate) fn check(&self, limits: &Input) -> Result<(), (&'static str, String)> {
         if self.id.is_empty() {
             return Err(("id", "must not be empty".into()));
         }

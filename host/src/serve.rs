@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use crate::combine::Verdict;
 use crate::config::{BadInputPolicy, Config, Input};
 use crate::engine::Runtime;
+use crate::guardrail::{Details, Enqueue, Exchanges, GuardrailRequest, GuardrailResponse, MicroBatcher, answer, policy, to_record};
 use crate::error::BadInput;
 use crate::manifest::Mode;
 use crate::metrics::Metrics;
@@ -29,7 +30,8 @@ use crate::reload::{self, Audit, Reloader, Trigger};
 use crate::state::StateStore;
 
 struct App {
-    scorer: Scorer,
+    scorer: Arc<Scorer>,
+    gateway: Gateway,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     audit: Arc<Audit>,
@@ -37,7 +39,50 @@ struct App {
     /// (name, token) pairs that may use the admin endpoints.
     tokens: Vec<(String, String)>,
     ready: AtomicBool,
-    cases: std::sync::Mutex<crate::cases::CaseBook>,
+    cases: Arc<std::sync::Mutex<crate::cases::CaseBook>>,
+}
+
+/// The inline (gateway) side: micro-batched scoring and completed exchanges.
+struct Gateway {
+    batcher: MicroBatcher,
+    exchanges: Exchanges,
+    api_key: Option<String>,
+}
+
+impl Gateway {
+    fn start(
+        config: &Config,
+        state_dir: &Path,
+        scorer: Arc<Scorer>,
+        metrics: Arc<Metrics>,
+        cases: Arc<std::sync::Mutex<crate::cases::CaseBook>>,
+    ) -> anyhow::Result<Self> {
+        let g = &config.guardrail;
+        let log = if g.exchange_log.as_os_str().is_empty() {
+            state_dir.join("exchanges.ndjson")
+        } else {
+            g.exchange_log.clone()
+        };
+        let exchanges = Exchanges::open(&log, g.max_pending)
+            .map_err(|e| anyhow::anyhow!("guardrail exchange log {}: {e}", log.display()))?;
+        let observe: crate::guardrail::OnVerdicts = Box::new(move |verdicts| {
+            let now = now_ms();
+            let mut book = cases.lock().unwrap_or_else(|e| e.into_inner());
+            for v in verdicts {
+                book.observe(v, now);
+            }
+        });
+        let api_key = g
+            .api_key
+            .clone()
+            .or_else(|| std::env::var("VIGIL_GUARDRAIL_KEY").ok())
+            .filter(|k| !k.is_empty());
+        Ok(Self { batcher: MicroBatcher::start(scorer, g, metrics, observe), exchanges, api_key })
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// A running server. `stop` drains in-flight requests and saves state.
@@ -96,15 +141,19 @@ impl Server {
             (config.server.rescan_interval_s > 0).then(|| Duration::from_secs(config.server.rescan_interval_s));
         let reload_tx = reload::spawn(reloader, Duration::from_millis(config.server.reload_debounce_ms), rescan);
 
+        let scorer = Arc::new(Scorer::with_registry(registry.clone(), &config, metrics.clone()));
+        let cases = Arc::new(std::sync::Mutex::new(crate::cases::CaseBook::new(config.server.max_cases)));
+        let gateway = Gateway::start(&config, &state_dir, scorer.clone(), metrics.clone(), cases.clone())?;
         let app = Arc::new(App {
-            scorer: Scorer::with_registry(registry.clone(), &config, metrics.clone()),
+            scorer,
+            gateway,
             registry: registry.clone(),
             metrics: metrics.clone(),
             audit: audit.clone(),
             tokens: admin_tokens(&config),
             config: config.clone(),
             ready: AtomicBool::new(true),
-            cases: std::sync::Mutex::new(crate::cases::CaseBook::new(config.server.max_cases)),
+            cases,
         });
         let listener = std::net::TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("listen on {listen}: {e}"))?;
         listener.set_nonblocking(true)?;
@@ -182,6 +231,7 @@ fn router(app: Arc<App>) -> Router {
     let limit = app.config.server.max_body_bytes;
     Router::new()
         .route("/v1/score", post(score).layer(DefaultBodyLimit::max(limit)))
+        .route("/beta/litellm_basic_guardrail_api", post(litellm_guardrail).layer(DefaultBodyLimit::max(limit)))
         .route("/v1/plugins", get(plugins))
         .route("/v1/cases", get(cases))
         .route("/v1/plugins/{name}/rollback", post(rollback))
@@ -294,6 +344,78 @@ async fn score(State(app): State<Arc<App>>, Query(q): Query<ScoreQuery>, body: B
         Ok(verdicts) => axum::Json(ScoreResponse { verdicts, errors }).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("scoring failed: {e}")),
     }
+}
+
+/// LiteLLM's Generic Guardrail API (docs/litellm.md).
+async fn litellm_guardrail(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = std::time::Instant::now();
+    let g = &app.config.guardrail;
+    if let Some(key) = &app.gateway.api_key {
+        let given = headers.get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !constant_time_eq(key.as_bytes(), given.as_bytes()) {
+            return error(StatusCode::UNAUTHORIZED, "a valid `x-api-key` is required (the guardrail's api_key)");
+        }
+    }
+    let req: GuardrailRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a LiteLLM guardrail request: {e}")),
+    };
+    let count = |input: &str, action: &str| {
+        app.metrics.add(
+            "vigil_guardrail_calls_total",
+            vec![("input_type", input.to_string()), ("action", action.to_string())],
+            1.0,
+        );
+    };
+    if req.input_type.as_deref() == Some("response") {
+        // The completion side is recorded, never blocked (docs/litellm.md).
+        let id = req.litellm_call_id.as_deref().unwrap_or("");
+        if let Err(e) = app.gateway.exchanges.complete(id, req.texts.as_deref().unwrap_or(&[])) {
+            tracing::error!("guardrail exchange log: {e}");
+        }
+        count("response", "NONE");
+        let details = Details { id: Some(id.to_string()), account: None, decision: None, score: None, degraded: None };
+        return axum::Json(GuardrailResponse { action: "NONE", blocked_reason: None, vigil: details }).into_response();
+    }
+    let record = match to_record(&req, g, &app.config.input, now_ms()) {
+        Ok(r) => r,
+        Err(m) => {
+            app.metrics.add("vigil_bad_input_total", vec![], 1.0);
+            return error(StatusCode::BAD_REQUEST, format!("cannot map the call to a record: {m}"));
+        }
+    };
+    let details = Details {
+        id: Some(record.id.clone()),
+        account: Some(record.account.clone()),
+        decision: None,
+        score: None,
+        degraded: None,
+    };
+    let fail = |cause: &str, what: String, details: Details| {
+        app.metrics.add("vigil_guardrail_failures_total", vec![("cause", cause.to_string())], 1.0);
+        tracing::warn!(cause, "guardrail answered by policy: {what}");
+        policy(g.on_failure, &what, details)
+    };
+    app.gateway.exchanges.remember(&record);
+    let deadline = Duration::from_millis(g.deadline_ms);
+    let resp = match app.gateway.batcher.enqueue(record) {
+        Enqueue::Overloaded => fail("overload", format!("overloaded: {} calls queued", g.queue_limit), details),
+        Enqueue::Queued(rx) => match tokio::time::timeout(deadline, rx).await {
+            Ok(Ok(verdict)) => {
+                let a = answer(&verdict, g.on_failure);
+                if let Some(d) = &a.vigil.degraded {
+                    app.metrics.add("vigil_guardrail_failures_total", vec![("cause", "plugin".to_string())], 1.0);
+                    tracing::warn!("guardrail answered by policy: {d}");
+                }
+                a
+            }
+            Ok(Err(_)) => fail("internal", "the scorer stopped".to_string(), details),
+            Err(_) => fail("deadline", format!("no verdict within the {} ms deadline", g.deadline_ms), details),
+        },
+    };
+    count("request", resp.action);
+    app.metrics.observe("vigil_guardrail_seconds", vec![], started.elapsed());
+    axum::Json(resp).into_response()
 }
 
 /// The token's name, or the response refusing the request.
