@@ -101,17 +101,18 @@ pub fn to_record(req: &GuardrailRequest, cfg: &Guardrail, input: &Input, now_ms:
     let extra = |field: &str| -> Option<String> {
         let header = format!("x-vigil-{}", field.replace('_', "-"));
         let from_header = headers.and_then(|h| h.get(&header)).filter(|v| !v.is_empty() && *v != "[present]");
-        let from_params = req.additional_provider_specific_params.as_ref().and_then(|p| p.get(field)).and_then(|v| {
-            match v {
+        let from_params =
+            req.additional_provider_specific_params.as_ref().and_then(|p| p.get(field)).and_then(|v| match v {
                 Value::String(s) => Some(s.clone()),
                 Value::Number(n) => Some(n.to_string()),
                 _ => None,
-            }
-        });
+            });
         from_header.cloned().or(from_params).filter(|s| !s.is_empty())
     };
     let number = |field: &str| -> Result<Option<i64>, String> {
-        extra(field).map(|v| v.trim().parse::<i64>().map_err(|_| format!("{field}: {v:?} is not an integer"))).transpose()
+        extra(field)
+            .map(|v| v.trim().parse::<i64>().map_err(|_| format!("{field}: {v:?} is not an integer")))
+            .transpose()
     };
 
     let (prompt, system_prompt, turn) = prompt_parts(req);
@@ -159,11 +160,9 @@ fn prompt_parts(req: &GuardrailRequest) -> (Option<String>, Option<String>, Opti
     let text_of = |m: &Value| -> String {
         match m.get("content") {
             Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(parts)) => parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join("\n"),
+            Some(Value::Array(parts)) => {
+                parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+            }
             _ => String::new(),
         }
     };
@@ -189,12 +188,8 @@ fn truncate(mut s: String, max: usize) -> String {
 
 /// The answer for a scored call.
 pub fn answer(v: &Verdict, on_failure: FailMode) -> GuardrailResponse {
-    let failed: Vec<&str> = v
-        .signals
-        .iter()
-        .filter(|s| s.mode == Mode::Enforce && s.error.is_some())
-        .map(|s| &*s.plugin)
-        .collect();
+    let failed: Vec<&str> =
+        v.signals.iter().filter(|s| s.mode == Mode::Enforce && s.error.is_some()).map(|s| &*s.plugin).collect();
     let mut details = Details {
         id: Some(v.id.clone()),
         account: Some(v.account.clone()),
@@ -282,13 +277,18 @@ impl MicroBatcher {
                     let close = Instant::now() + wait;
                     while calls.len() < max {
                         let left = close.saturating_duration_since(Instant::now());
-                        let next = if left.is_zero() { rx.try_recv().map_err(|_| RecvTimeoutError::Timeout) } else { rx.recv_timeout(left) };
+                        let next = if left.is_zero() {
+                            rx.try_recv().map_err(|_| RecvTimeoutError::Timeout)
+                        } else {
+                            rx.recv_timeout(left)
+                        };
                         match next {
                             Ok(c) => calls.push(c),
                             Err(_) => break,
                         }
                     }
-                    let (records, replies): (Vec<Record>, Vec<_>) = calls.into_iter().map(|c| (c.record, c.reply)).unzip();
+                    let (records, replies): (Vec<Record>, Vec<_>) =
+                        calls.into_iter().map(|c| (c.record, c.reply)).unzip();
                     let n = records.len();
                     let (verdicts, _) = scorer.score(scorer.batch(records));
                     metrics.add("vigil_guardrail_batches_total", vec![], 1.0);

@@ -19,8 +19,10 @@ use tokio::sync::oneshot;
 use crate::combine::Verdict;
 use crate::config::{BadInputPolicy, Config, Input};
 use crate::engine::Runtime;
-use crate::guardrail::{Details, Enqueue, Exchanges, GuardrailRequest, GuardrailResponse, MicroBatcher, answer, policy, to_record};
 use crate::error::BadInput;
+use crate::guardrail::{
+    Details, Enqueue, Exchanges, GuardrailRequest, GuardrailResponse, MicroBatcher, answer, policy, to_record,
+};
 use crate::manifest::Mode;
 use crate::metrics::Metrics;
 use crate::pipeline::Scorer;
@@ -72,11 +74,7 @@ impl Gateway {
                 book.observe(v, now);
             }
         });
-        let api_key = g
-            .api_key
-            .clone()
-            .or_else(|| std::env::var("VIGIL_GUARDRAIL_KEY").ok())
-            .filter(|k| !k.is_empty());
+        let api_key = g.api_key.clone().or_else(|| std::env::var("VIGIL_GUARDRAIL_KEY").ok()).filter(|k| !k.is_empty());
         Ok(Self { batcher: MicroBatcher::start(scorer, g, metrics, observe), exchanges, api_key })
     }
 }

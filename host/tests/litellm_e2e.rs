@@ -80,9 +80,16 @@ fn wait_http(url: &str, child: &mut Child, what: &str, log: &Path) {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited ({status}) before it was ready:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+            panic!(
+                "{what} exited ({status}) before it was ready:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
-        assert!(Instant::now() < deadline, "{what} not ready after 180 s:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready after 180 s:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
 }
@@ -173,9 +180,9 @@ fn litellm_proxy_blocks_campaign_accounts_through_vigil() {
 
     // vigil's metrics saw the inline calls, in micro-batches.
     let metrics = ureq::get(&format!("{vigil_url}/metrics")).call().unwrap().into_string().unwrap();
-    let blocked = metrics
-        .lines()
-        .any(|l| l.starts_with("vigil_guardrail_calls_total{") && l.contains("action=\"BLOCKED\"") && !l.ends_with(" 0"));
+    let blocked = metrics.lines().any(|l| {
+        l.starts_with("vigil_guardrail_calls_total{") && l.contains("action=\"BLOCKED\"") && !l.ends_with(" 0")
+    });
     assert!(blocked, "{metrics}");
     assert!(metrics.contains("vigil_guardrail_batches_total"), "{metrics}");
 }

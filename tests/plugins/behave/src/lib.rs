@@ -34,6 +34,10 @@ pub struct Config {
     pub fail_init: bool,
     /// Added to every `count` reason, to tell versions apart.
     pub tag: String,
+    /// `count`: panic / loop forever once an account's count passes this
+    /// (so a plugin passes the reload smoke test and fails on live state).
+    pub panic_over: Option<u64>,
+    pub spin_over: Option<u64>,
 }
 
 #[derive(Default)]
@@ -82,6 +86,16 @@ impl Detector for Behave {
             .map(|r| CounterOp { key: key(SEEN, r.account), now_ms: r.ts_ms, window_ms: u32::MAX, delta: 1 })
             .collect();
         let totals = host.counter_add(&ops);
+        let top = totals.iter().copied().max().unwrap_or(0);
+        if self.cfg.panic_over.is_some_and(|n| top > n) {
+            panic!("behave: count {top} is over panic_over");
+        }
+        if self.cfg.spin_over.is_some_and(|n| top > n) {
+            let mut x = 0u64;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
         totals
             .iter()
             .map(|&n| Signal::new((n as f32 / 100.0).min(1.0), &["count"], format!("count={n}{}", self.cfg.tag)))
