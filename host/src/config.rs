@@ -27,8 +27,10 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Guardrail {
-    /// Concurrent calls are gathered into one batch for up to this long
-    /// after the first arrives (0: score whatever is queued at once).
+    /// A batch takes every call queued while the previous one was scored;
+    /// with a window it also waits up to this long for more, when calls
+    /// are arriving closer together than that. 0 (the default: on this
+    /// machine a window only added latency, see BENCHMARKS.md) never waits.
     pub batch_wait_us: u64,
     /// Most calls in one batch (1: no micro-batching).
     pub max_batch: usize,
@@ -62,7 +64,7 @@ pub enum FailMode {
 impl Default for Guardrail {
     fn default() -> Self {
         Self {
-            batch_wait_us: 1_000,
+            batch_wait_us: 0,
             max_batch: 256,
             queue_limit: 4_096,
             deadline_ms: 250,

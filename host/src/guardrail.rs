@@ -249,12 +249,15 @@ fn block_reason(v: &Verdict) -> String {
 struct Call {
     record: Record,
     reply: oneshot::Sender<Verdict>,
+    arrived: Instant,
 }
 
 /// Gathers concurrent calls into batches on its own thread: the first call
-/// opens a batch, which closes after `batch_wait` or at `max_batch` calls;
-/// while a batch is scored the next one fills, so under load batches grow
-/// and the per-call cost falls to that of a batch.
+/// opens a batch, every call already queued joins it, and it stays open for
+/// `batch_wait` more (or until `max_batch` calls) if calls are arriving
+/// closer together than that. While a batch is scored the next one fills,
+/// so under load batches grow and the per-call cost falls to that of a
+/// batch, while a quiet gateway adds no wait.
 pub struct MicroBatcher {
     tx: SyncSender<Call>,
 }
@@ -272,21 +275,34 @@ impl MicroBatcher {
         std::thread::Builder::new()
             .name("vigil-guardrail".into())
             .spawn(move || {
+                // When the call before this batch's first arrived.
+                let mut last_arrival: Option<Instant> = None;
                 while let Ok(first) = rx.recv() {
+                    // Calls closer together than the window mean company is
+                    // likely: wait for it. A lone call on a quiet gateway
+                    // is scored at once, adding nothing.
+                    let busy = last_arrival.is_some_and(|t| first.arrived.duration_since(t) < wait);
                     let mut calls = vec![first];
-                    let close = Instant::now() + wait;
+                    // Whatever queued while the last batch was scored joins
+                    // at once; then up to `wait` more for stragglers.
                     while calls.len() < max {
-                        let left = close.saturating_duration_since(Instant::now());
-                        let next = if left.is_zero() {
-                            rx.try_recv().map_err(|_| RecvTimeoutError::Timeout)
-                        } else {
-                            rx.recv_timeout(left)
-                        };
-                        match next {
+                        match rx.try_recv() {
                             Ok(c) => calls.push(c),
                             Err(_) => break,
                         }
                     }
+                    let close = Instant::now() + if busy { wait } else { Duration::ZERO };
+                    while calls.len() < max {
+                        let left = close.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        match rx.recv_timeout(left) {
+                            Ok(c) => calls.push(c),
+                            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+                        }
+                    }
+                    last_arrival = calls.iter().map(|c| c.arrived).max();
                     let (records, replies): (Vec<Record>, Vec<_>) =
                         calls.into_iter().map(|c| (c.record, c.reply)).unzip();
                     let n = records.len();
@@ -306,7 +322,7 @@ impl MicroBatcher {
 
     pub fn enqueue(&self, record: Record) -> Enqueue {
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send(Call { record, reply }) {
+        match self.tx.try_send(Call { record, reply, arrived: Instant::now() }) {
             Ok(()) => Enqueue::Queued(rx),
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => Enqueue::Overloaded,
         }

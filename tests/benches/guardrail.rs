@@ -1,0 +1,221 @@
+//! Gateway latency (`cargo bench -p vigil-tests --bench guardrail`): the time
+//! vigil adds to each LiteLLM guardrail call, at a steady open-loop rate
+//! (default 500 calls/s; `VIGIL_BENCH_RATE`), with the bundled detectors,
+//! with and without micro-batching, from one run. Two servers run side by
+//! side in this process; the load alternates between them in short slices
+//! so machine noise hits both. Latency is measured from each call's
+//! scheduled send time (no coordinated omission) to its answer, over
+//! keep-alive HTTP on loopback, by a native load generator.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use vigil::Config;
+use vigil::serve::Server;
+
+const WORDS: &[&str] = &[
+    "explain",
+    "the",
+    "difference",
+    "between",
+    "a",
+    "process",
+    "and",
+    "thread",
+    "in",
+    "modern",
+    "operating",
+    "systems",
+    "with",
+    "examples",
+    "write",
+    "function",
+    "that",
+    "parses",
+    "dates",
+    "from",
+    "log",
+    "lines",
+    "summarise",
+    "this",
+    "article",
+    "about",
+    "climate",
+    "policy",
+    "for",
+    "students",
+    "translate",
+    "paragraph",
+    "into",
+    "french",
+    "please",
+];
+
+/// A LiteLLM call with a ~500-byte prompt from one of 1,000 users.
+fn body(i: usize) -> String {
+    let mut prompt = String::new();
+    let mut x = i as u64 * 2_654_435_761 + 7;
+    while prompt.len() < 500 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        prompt.push_str(WORDS[(x % WORDS.len() as u64) as usize]);
+        prompt.push(' ');
+    }
+    json!({
+        "input_type": "request",
+        "litellm_call_id": format!("bench-{i}"),
+        "texts": [prompt.clone()],
+        "structured_messages": [{"role": "user", "content": prompt}],
+        "model": "mock-gpt",
+        "request_data": {"user_api_key_hash": "h", "user_api_key_end_user_id": format!("user-{}", i % 1000)},
+        "request_headers": {"user-agent": "OpenAI/Python 2.54.0", "x-vigil-payment-fingerprint": format!("card-{}", i % 1000)},
+        "additional_provider_specific_params": {}
+    })
+    .to_string()
+}
+
+/// `wait_us`: the batch window; `None`: no micro-batching (one call per batch).
+fn server(wait_us: Option<u64>) -> (Server, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = tmp.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for p in vigil::registry::bundled() {
+        std::fs::write(plugins.join(format!("{}.wasm", p.name)), &p.wasm).unwrap();
+        std::fs::write(plugins.join(format!("{}.toml", p.name)), &p.manifest).unwrap();
+    }
+    let mut c = Config::default();
+    c.server.state_dir = tmp.path().join("state");
+    c.server.rescan_interval_s = 0;
+    c.guardrail.deadline_ms = 5_000; // measure, don't cut off
+    match wait_us {
+        Some(w) => c.guardrail.batch_wait_us = w,
+        None => c.guardrail.max_batch = 1,
+    }
+    (Server::start(c, &plugins, "127.0.0.1:0").unwrap(), tmp)
+}
+
+struct Slice {
+    latencies_ms: Vec<f64>,
+    failures: u64,
+}
+
+/// Sends `rate` calls/s for `dur` to `addr`, each at its scheduled time.
+fn run_slice(addr: &str, rate: f64, dur: Duration, offset: usize, bodies: &[String]) -> Slice {
+    let n = (rate * dur.as_secs_f64()) as usize;
+    let (tx, rx) = mpsc::channel::<(Instant, usize)>();
+    let rx = Arc::new(Mutex::new(rx));
+    let results = Arc::new(Mutex::new(Slice { latencies_ms: Vec::with_capacity(n), failures: 0 }));
+    let url = format!("http://{addr}/beta/litellm_basic_guardrail_api");
+    std::thread::scope(|s| {
+        for _ in 0..48 {
+            let (rx, results, url) = (rx.clone(), results.clone(), url.clone());
+            s.spawn(move || {
+                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
+                loop {
+                    let Ok((at, i)) = rx.lock().unwrap().recv() else { return };
+                    if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let ok = agent
+                        .post(&url)
+                        .set("content-type", "application/json")
+                        .send_string(&bodies[i % bodies.len()])
+                        .ok()
+                        .and_then(|r| r.into_string().ok())
+                        .is_some_and(|b| b.contains("\"action\""));
+                    let ms = at.elapsed().as_secs_f64() * 1e3;
+                    let mut r = results.lock().unwrap();
+                    if ok {
+                        r.latencies_ms.push(ms);
+                    } else {
+                        r.failures += 1;
+                    }
+                }
+            });
+        }
+        let start = Instant::now() + Duration::from_millis(20);
+        for k in 0..n {
+            tx.send((start + Duration::from_secs_f64(k as f64 / rate), offset + k)).unwrap();
+        }
+        drop(tx);
+    });
+    Arc::try_unwrap(results).ok().unwrap().into_inner().unwrap()
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let rates: Vec<f64> = std::env::var("VIGIL_BENCH_RATE")
+        .ok()
+        .map(|v| v.split(',').filter_map(|r| r.parse().ok()).collect())
+        .unwrap_or(vec![500.0, 2000.0, 4000.0]);
+    let rounds: usize = std::env::var("VIGIL_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let slice = Duration::from_secs(5);
+    let bodies: Vec<String> = (0..20_000).map(body).collect();
+    let modes: [(&str, Option<u64>); 3] = [
+        ("micro-batched, adaptive 1 ms window", Some(1_000)),
+        ("micro-batched, no window (what queued)", Some(0)),
+        ("one call per batch", None),
+    ];
+    let servers: Vec<(&str, Server, tempfile::TempDir)> = modes
+        .iter()
+        .map(|(name, w)| {
+            let (s, t) = server(*w);
+            (*name, s, t)
+        })
+        .collect();
+    let mut offset = 0;
+    for &rate in &rates {
+        // Warm-up: instances, state, connections.
+        for (_, s, _) in &servers {
+            run_slice(&s.addr.to_string(), rate, Duration::from_secs(1), offset, &bodies);
+        }
+        let counts = |s: &Server| {
+            (
+                s.metrics.get("vigil_guardrail_batches_total", &[]),
+                s.metrics.get("vigil_guardrail_batched_calls_total", &[]),
+            )
+        };
+        let before: Vec<(f64, f64)> = servers.iter().map(|(_, s, _)| counts(s)).collect();
+        let mut lat: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+        let mut failures = vec![0u64; servers.len()];
+        for round in 0..rounds {
+            // Rotate which mode goes first.
+            for j in 0..servers.len() {
+                let i = (j + round) % servers.len();
+                let r = run_slice(&servers[i].1.addr.to_string(), rate, slice, offset, &bodies);
+                offset += r.latencies_ms.len() + r.failures as usize;
+                eprintln!("{rate} calls/s, round {round}, {}: {} calls", servers[i].0, r.latencies_ms.len());
+                lat[i].extend(r.latencies_ms);
+                failures[i] += r.failures;
+            }
+        }
+        println!(
+            "\nGateway latency at {rate:.0} calls/s (open loop, {rounds} x {} s slices per mode, interleaved):\n",
+            slice.as_secs()
+        );
+        println!("| mode | calls | p50 ms | p90 ms | p99 ms | max ms | mean batch | failed |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        for (i, (name, s, _)) in servers.iter().enumerate() {
+            let v = &mut lat[i];
+            v.sort_by(|a, b| a.total_cmp(b));
+            let (b, c) = counts(s);
+            let (batches, calls) = (b - before[i].0, c - before[i].1);
+            println!(
+                "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+                v.len(),
+                pct(v, 0.5),
+                pct(v, 0.9),
+                pct(v, 0.99),
+                v.last().copied().unwrap_or(0.0),
+                calls / batches.max(1.0),
+                failures[i]
+            );
+        }
+    }
+}
