@@ -109,6 +109,12 @@ impl PluginVersion {
         Ok(Worker::spawn(self.clone(), InstanceSeed(inst), state))
     }
 
+    /// A fresh instance from the pre-linked component, initialised: what a
+    /// worker makes after a trap (public for the instantiation benchmark).
+    pub fn fresh_instance(&self, state: Arc<Mutex<Namespace>>) -> Result<InstanceSeed, PluginError> {
+        self.instantiate(state).map(InstanceSeed)
+    }
+
     fn deadline_ticks(&self) -> u64 {
         self.manifest.limits.time_per_batch_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1
     }

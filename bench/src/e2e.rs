@@ -1,0 +1,251 @@
+//! Section 4: the real `vigil score`, file to file, as a subprocess; a
+//! batch-size sweep (throughput from the binary, per-batch latency in
+//! process); and one core vs two.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use vigil::config::EngineConfig;
+use vigil::engine::Runtime;
+use vigil::pipeline::Scorer;
+use vigil::state::StateStore;
+
+use crate::loadgen::{Gen, write_ndjson};
+use crate::progress;
+use crate::stats::{median, percentile, timed, us};
+
+/// Where the inputs, outputs and the compiled-plugin cache live.
+pub struct Env {
+    pub vigil: PathBuf,
+    pub dir: PathBuf,
+    pub cache_dir: PathBuf,
+}
+
+/// One `vigil score` run.
+pub struct Run {
+    pub wall: Duration,
+    /// The scoring rate vigil reports itself (excludes startup), if found.
+    pub reported_rps: Option<f64>,
+}
+
+impl Env {
+    /// The NDJSON input of the first `n` generated records, written once.
+    pub fn input(&self, n: usize) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(format!("input-{n}.ndjson"));
+        if !path.exists() {
+            progress!("writing {n} records to {}", path.display());
+            write_ndjson(&path, n)?;
+        }
+        Ok(path)
+    }
+
+    /// `vigil score --input FILE --output FILE`, optionally under `taskset -c CPUS`.
+    pub fn score(&self, input: &Path, batch_size: Option<usize>, cpus: Option<&str>) -> anyhow::Result<Run> {
+        let output = self.dir.join("verdicts.ndjson");
+        let mut cmd = match cpus {
+            Some(c) => {
+                let mut t = Command::new("taskset");
+                t.args(["-c", c]).arg(&self.vigil);
+                t
+            }
+            None => Command::new(&self.vigil),
+        };
+        cmd.arg("score").arg("--input").arg(input).arg("--output").arg(&output);
+        if let Some(b) = batch_size {
+            cmd.arg("--batch-size").arg(b.to_string());
+        }
+        cmd.env("VIGIL_CACHE_DIR", &self.cache_dir).env_remove("RUST_LOG");
+        let (out, wall) = timed(|| cmd.output());
+        let out = out.map_err(|e| anyhow::anyhow!("running {}: {e}", self.vigil.display()))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        anyhow::ensure!(out.status.success(), "vigil score failed ({}):\n{stderr}", out.status);
+        let _ = std::fs::remove_file(&output);
+        Ok(Run { wall, reported_rps: reported_rps(&stderr) })
+    }
+}
+
+/// "scored N requests in X s (Y requests/s)" from vigil's summary.
+fn reported_rps(stderr: &str) -> Option<f64> {
+    let line = stderr.lines().find(|l| l.starts_with("scored "))?;
+    let open = line.find('(')?;
+    line[open + 1..].split_whitespace().next()?.parse().ok()
+}
+
+/// The release `vigil` binary: `--vigil PATH`, else built with cargo
+/// (a no-op when up to date) next to this benchmark's own binary.
+pub fn locate_vigil(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
+        anyhow::ensure!(p.exists(), "--vigil {}: no such file", p.display());
+        return Ok(p);
+    }
+    let here = std::env::current_exe()?;
+    let bin = here.parent().map(|d| d.join("vigil")).ok_or_else(|| anyhow::anyhow!("no directory for the binary"))?;
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bench/ is in the workspace");
+    progress!("cargo build --release -p vigil");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = Command::new(cargo)
+        .current_dir(workspace)
+        .args(["build", "--release", "-p", "vigil", "--bin", "vigil"])
+        .status();
+    match built {
+        Ok(s) if s.success() => {}
+        _ if bin.exists() => progress!("building vigil failed; using the existing {}", bin.display()),
+        other => anyhow::bail!("could not build vigil ({other:?}) and {} does not exist", bin.display()),
+    }
+    anyhow::ensure!(bin.exists(), "{} does not exist after building", bin.display());
+    Ok(bin)
+}
+
+pub struct Sizes {
+    pub records: usize,
+    pub runs: usize,
+    /// (batch size, records through the binary) for the sweep.
+    pub sweep: Vec<(usize, usize)>,
+    pub sweep_rounds: usize,
+    /// Records scored in process per batch size, for the latency columns
+    /// (at least `min_batches` batches, at most `max_batches`).
+    pub latency_records: usize,
+    pub min_batches: usize,
+    pub max_batches: usize,
+    pub scaling_rounds: usize,
+}
+
+pub struct Headline {
+    pub records: usize,
+    pub runs: usize,
+    pub wall_s: f64,
+    pub rps: f64,
+    pub reported_rps: Option<f64>,
+}
+
+pub struct SweepRow {
+    pub batch_size: usize,
+    pub records: usize,
+    pub wall_rps: f64,
+    pub reported_rps: Option<f64>,
+    pub batches: usize,
+    pub p50_us: f64,
+    pub p99_us: f64,
+}
+
+pub struct Scaling {
+    pub records: usize,
+    pub rounds: usize,
+    pub one_core_s: f64,
+    pub two_cores_s: f64,
+}
+
+fn median_opt(v: &[Option<f64>]) -> Option<f64> {
+    let v: Vec<f64> = v.iter().flatten().copied().collect();
+    (!v.is_empty()).then(|| median(&v))
+}
+
+/// The headline run: the whole bundled set, enforce mode, warm cache.
+pub fn headline(env: &Env, s: &Sizes) -> anyhow::Result<Headline> {
+    let input = env.input(s.records)?;
+    progress!("vigil score: warming the compiled-plugin cache");
+    env.score(&env.input(1000)?, None, None)?;
+    let (mut walls, mut reported) = (Vec::new(), Vec::new());
+    for i in 0..s.runs {
+        let r = env.score(&input, None, None)?;
+        progress!("vigil score: run {}/{}: {:.2} s", i + 1, s.runs, r.wall.as_secs_f64());
+        walls.push(r.wall.as_secs_f64());
+        reported.push(r.reported_rps);
+    }
+    let wall_s = median(&walls);
+    Ok(Headline {
+        records: s.records,
+        runs: s.runs,
+        wall_s,
+        rps: s.records as f64 / wall_s,
+        reported_rps: median_opt(&reported),
+    })
+}
+
+/// Throughput per batch size from the binary (sizes interleaved per round),
+/// then per-batch latency in process through every bundled plugin.
+pub fn sweep(env: &Env, config: &vigil::Config, s: &Sizes) -> anyhow::Result<Vec<SweepRow>> {
+    let mut walls = vec![Vec::new(); s.sweep.len()];
+    let mut reported = vec![Vec::new(); s.sweep.len()];
+    for round in 0..s.sweep_rounds {
+        for (i, &(bs, n)) in s.sweep.iter().enumerate() {
+            let input = env.input(n)?;
+            let r = env.score(&input, Some(bs), None)?;
+            progress!("sweep round {}: --batch-size {bs}: {n} records in {:.2} s", round + 1, r.wall.as_secs_f64());
+            walls[i].push(r.wall.as_secs_f64());
+            reported[i].push(r.reported_rps);
+        }
+    }
+
+    // In process: one scorer over the bundled set (from the warm cache).
+    let engine = EngineConfig { cache_dir: env.cache_dir.clone(), ..Default::default() };
+    let runtime = Runtime::with_config(&engine, true)?;
+    let state = StateStore::new(config.state.clone());
+    let set = vigil::registry::load(&runtime, config, &state, vigil::registry::bundled(), None);
+    anyhow::ensure!(set.failures.is_empty(), "bundled plugins failed to load: {:?}", set.failures);
+    let scorer = Scorer::new(set, config);
+    let mut load = Gen::new(2);
+    let mut rows = Vec::new();
+    for (i, &(bs, n)) in s.sweep.iter().enumerate() {
+        let batches = (s.latency_records / bs).clamp(s.min_batches, s.max_batches);
+        progress!("batch latency: {batches} batches of {bs} in process");
+        // Two untimed batches first.
+        let mut lat = Vec::with_capacity(batches);
+        for b in 0..batches + 2 {
+            let batch = scorer.batch(load.records(bs));
+            let (_, t) = timed(|| scorer.score(batch));
+            if b >= 2 {
+                lat.push(us(t));
+            }
+        }
+        let wall = median(&walls[i]);
+        rows.push(SweepRow {
+            batch_size: bs,
+            records: n,
+            wall_rps: n as f64 / wall,
+            reported_rps: median_opt(&reported[i]),
+            batches,
+            p50_us: percentile(&lat, 50.0),
+            p99_us: percentile(&lat, 99.0),
+        });
+    }
+    Ok(rows)
+}
+
+/// The headline run under `taskset -c 0` and `taskset -c 0,1`, alternating.
+pub fn scaling(env: &Env, s: &Sizes) -> anyhow::Result<Result<Scaling, String>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 {
+        return Ok(Err(format!("skipped: {cores} core available")));
+    }
+    if Command::new("taskset").arg("-V").output().is_err() {
+        return Ok(Err("skipped: `taskset` (util-linux) is not installed".into()));
+    }
+    let input = env.input(s.records)?;
+    let (mut one, mut two) = (Vec::new(), Vec::new());
+    for round in 0..s.scaling_rounds {
+        let order = if round % 2 == 0 { ["0", "0,1"] } else { ["0,1", "0"] };
+        for cpus in order {
+            let r = env.score(&input, None, Some(cpus))?;
+            progress!("scaling round {}: taskset -c {cpus}: {:.2} s", round + 1, r.wall.as_secs_f64());
+            if cpus == "0" { &mut one } else { &mut two }.push(r.wall.as_secs_f64());
+        }
+    }
+    Ok(Ok(Scaling {
+        records: s.records,
+        rounds: s.scaling_rounds,
+        one_core_s: median(&one),
+        two_cores_s: median(&two),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_rate_from_vigils_summary() {
+        let err = "scored 20000 requests in 0.31 s (64516 requests/s); 0 bad lines skipped\ndecisions: ...";
+        assert_eq!(super::reported_rps(err), Some(64516.0));
+        assert_eq!(super::reported_rps("nothing"), None);
+    }
+}
