@@ -11,6 +11,7 @@
 //! stdout.
 
 mod e2e;
+mod gateway;
 mod instantiate;
 mod loadgen;
 mod native;
@@ -26,12 +27,13 @@ use vigil::config::EngineConfig;
 use vigil::engine::Runtime;
 use vigil::handles::Hasher64;
 
-const USAGE: &str = "usage: vigil-bench [--quick] [--out FILE] [--sections 1,2,3,4] [--vigil PATH]
+const USAGE: &str = "usage: vigil-bench [--quick] [--out FILE] [--sections 1,2,3,4,5] [--vigil PATH]
 
   --quick      small smoke sizes (seconds), to check the benchmark works
   --out FILE   where to write the report (default BENCHMARKS.md)
   --sections   which sections to run (default all): 1 native vs plugin,
-               2 typed WIT vs JSON, 3 instantiation, 4 end to end
+               2 typed WIT vs JSON, 3 instantiation, 4 end to end,
+               5 gateway latency (LiteLLM guardrail endpoint)
   --vigil PATH the vigil binary for section 4 (default: built with cargo)";
 
 struct Args {
@@ -42,7 +44,7 @@ struct Args {
 }
 
 fn args() -> Result<Args, String> {
-    let mut a = Args { quick: false, out: "BENCHMARKS.md".into(), sections: vec![1, 2, 3, 4], vigil: None };
+    let mut a = Args { quick: false, out: "BENCHMARKS.md".into(), sections: vec![1, 2, 3, 4, 5], vigil: None };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -53,9 +55,9 @@ fn args() -> Result<Args, String> {
             "--sections" => {
                 a.sections = value()?
                     .split(',')
-                    .map(|s| s.trim().parse::<u8>().ok().filter(|n| (1..=4).contains(n)))
+                    .map(|s| s.trim().parse::<u8>().ok().filter(|n| (1..=5).contains(n)))
                     .collect::<Option<_>>()
-                    .ok_or("--sections takes numbers 1 to 4, comma-separated")?;
+                    .ok_or("--sections takes numbers 1 to 5, comma-separated")?;
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -75,6 +77,7 @@ struct Plan {
     transport_batches: usize,
     instantiate: instantiate::Counts,
     e2e: e2e::Sizes,
+    gateway: gateway::Sizes,
 }
 
 fn plan(quick: bool) -> Plan {
@@ -104,6 +107,7 @@ fn plan(quick: bool) -> Plan {
                 max_batches: 200,
                 scaling_rounds: 1,
             },
+            gateway: gateway::Sizes { rates: vec![500.0], rounds: 1, slice: std::time::Duration::from_secs(2) },
         }
     } else {
         Plan {
@@ -130,6 +134,11 @@ fn plan(quick: bool) -> Plan {
                 min_batches: 30,
                 max_batches: 2_000,
                 scaling_rounds: 3,
+            },
+            gateway: gateway::Sizes {
+                rates: vec![500.0, 2000.0, 4000.0],
+                rounds: 4,
+                slice: std::time::Duration::from_secs(5),
             },
         }
     }
@@ -205,6 +214,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
         report.headline = Some(e2e::headline(&env, &plan.e2e)?);
         report.sweep = Some(e2e::sweep(&env, &config, &plan.e2e)?);
         report.scaling = Some(e2e::scaling(&env, &plan.e2e)?);
+    }
+
+    if on(5) {
+        progress!("gateway latency");
+        report.gateway = Some(gateway::run(&plan.gateway));
     }
 
     let text = report.markdown();

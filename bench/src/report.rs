@@ -14,6 +14,7 @@ pub struct Report {
     pub headline: Option<e2e::Headline>,
     pub sweep: Option<Vec<e2e::SweepRow>>,
     pub scaling: Option<Result<e2e::Scaling, String>>,
+    pub gateway: Option<String>,
 }
 
 const INTRO: &str = "\
@@ -115,6 +116,20 @@ impl Report {
         self.transport_section(&mut s);
         self.instantiate_section(&mut s);
         self.e2e_section(&mut s);
+        s.push_str(
+            "\n## 5. Gateway latency (LiteLLM guardrail)\n\n\
+             The time vigil adds to a gateway call: `POST /beta/litellm_basic_guardrail_api` on an in-process \
+             `vigil serve` with the bundled detectors, driven by a native load generator (48 threads, keep-alive \
+             HTTP on loopback) at a steady open-loop rate. Latency runs from each call's scheduled send time to \
+             its answer (no coordinated omission). Three servers side by side, the load rotating between them: \
+             the default micro-batcher (a batch takes every call queued while the previous batch was scored), \
+             the same with a 1 ms window for stragglers (opened only while calls arrive closer than 1 ms), and \
+             no micro-batching (one call per plugin call). Mean batch = calls / plugin calls.\n",
+        );
+        match &self.gateway {
+            Some(t) => s.push_str(t),
+            None => s.push_str(NOT_RUN),
+        }
         s.push_str(PROFILING);
         s
     }

@@ -1,11 +1,10 @@
-//! Gateway latency (`cargo bench -p vigil-tests --bench guardrail`): the time
-//! vigil adds to each LiteLLM guardrail call, at a steady open-loop rate
-//! (default 500 calls/s; `VIGIL_BENCH_RATE`), with the bundled detectors,
-//! with and without micro-batching, from one run. Two servers run side by
-//! side in this process; the load alternates between them in short slices
-//! so machine noise hits both. Latency is measured from each call's
+//! Section 5, gateway latency (the LiteLLM guardrail): the time vigil adds
+//! to each guardrail call at steady open-loop rates, with the bundled
+//! detectors, with and without micro-batching. Three servers run side by
+//! side in this process and the load rotates between them in short slices,
+//! so machine noise hits all of them. Latency runs from each call's
 //! scheduled send time (no coordinated omission) to its answer, over
-//! keep-alive HTTP on loopback, by a native load generator.
+//! keep-alive HTTP on loopback, from a native load generator.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -149,17 +148,21 @@ fn pct(v: &[f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-fn main() {
-    let rates: Vec<f64> = std::env::var("VIGIL_BENCH_RATE")
-        .ok()
-        .map(|v| v.split(',').filter_map(|r| r.parse().ok()).collect())
-        .unwrap_or(vec![500.0, 2000.0, 4000.0]);
-    let rounds: usize = std::env::var("VIGIL_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
-    let slice = Duration::from_secs(5);
+/// What to run: calls/s per rate, rounds of interleaved slices.
+pub struct Sizes {
+    pub rates: Vec<f64>,
+    pub rounds: usize,
+    pub slice: Duration,
+}
+
+/// The section's markdown tables.
+pub fn run(sizes: &Sizes) -> String {
+    use std::fmt::Write;
+    let (rounds, slice) = (sizes.rounds, sizes.slice);
     let bodies: Vec<String> = (0..20_000).map(body).collect();
     let modes: [(&str, Option<u64>); 3] = [
         ("micro-batched, adaptive 1 ms window", Some(1_000)),
-        ("micro-batched, no window (what queued)", Some(0)),
+        ("micro-batched, no window (the default)", Some(0)),
         ("one call per batch", None),
     ];
     let servers: Vec<(&str, Server, tempfile::TempDir)> = modes
@@ -169,8 +172,9 @@ fn main() {
             (*name, s, t)
         })
         .collect();
+    let mut out = String::new();
     let mut offset = 0;
-    for &rate in &rates {
+    for &rate in &sizes.rates {
         // Warm-up: instances, state, connections.
         for (_, s, _) in &servers {
             run_slice(&s.addr.to_string(), rate, Duration::from_secs(1), offset, &bodies);
@@ -190,32 +194,40 @@ fn main() {
                 let i = (j + round) % servers.len();
                 let r = run_slice(&servers[i].1.addr.to_string(), rate, slice, offset, &bodies);
                 offset += r.latencies_ms.len() + r.failures as usize;
-                eprintln!("{rate} calls/s, round {round}, {}: {} calls", servers[i].0, r.latencies_ms.len());
+                crate::progress!(
+                    "gateway: {rate} calls/s, round {round}, {}: {} calls",
+                    servers[i].0,
+                    r.latencies_ms.len()
+                );
                 lat[i].extend(r.latencies_ms);
                 failures[i] += r.failures;
             }
         }
-        println!(
-            "\nGateway latency at {rate:.0} calls/s (open loop, {rounds} x {} s slices per mode, interleaved):\n",
+        let _ = write!(
+            out,
+            "\n### {rate:.0} calls/s\n\nOpen loop, {rounds} x {} s slices per mode, interleaved.\n\n\
+             | mode | calls | p50 ms | p90 ms | p99 ms | max ms | mean batch | failed |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|\n",
             slice.as_secs()
         );
-        println!("| mode | calls | p50 ms | p90 ms | p99 ms | max ms | mean batch | failed |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
         for (i, (name, s, _)) in servers.iter().enumerate() {
             let v = &mut lat[i];
             v.sort_by(|a, b| a.total_cmp(b));
             let (b, c) = counts(s);
             let (batches, calls) = (b - before[i].0, c - before[i].1);
-            println!(
+            let p = |q| if v.is_empty() { f64::NAN } else { pct(v, q) };
+            let _ = writeln!(
+                out,
                 "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
                 v.len(),
-                pct(v, 0.5),
-                pct(v, 0.9),
-                pct(v, 0.99),
-                v.last().copied().unwrap_or(0.0),
+                p(0.5),
+                p(0.9),
+                p(0.99),
+                v.last().copied().unwrap_or(f64::NAN),
                 calls / batches.max(1.0),
                 failures[i]
             );
         }
     }
+    out
 }
