@@ -6,8 +6,8 @@
 //! restart) starts cold and reads it back. Bounded: when the cache passes
 //! its capacity it is emptied after a flush (every entry is clean then).
 
-use crate::Host;
 use crate::hash::U64Map;
+use crate::{Host, StateEntry};
 
 struct Cached<T> {
     value: T,
@@ -59,13 +59,30 @@ impl<T: Default> BatchState<T> {
         &e.value
     }
 
-    /// Writes changed values back to the host, expiring at `expires_at_ms`.
+    /// Reads every key of `keys` not cached yet from the host in one call,
+    /// so a batch's reads cross the boundary once (call it with the keys
+    /// the batch will touch before updating them).
+    pub fn prefetch(&mut self, host: &mut dyn Host, keys: &[u64], now_ms: i64) {
+        let mut missing: Vec<u64> = keys.iter().copied().filter(|k| !self.entries.contains_key(k)).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        let values = host.get_many(&missing, now_ms);
+        for (k, v) in missing.into_iter().zip(values) {
+            let value = v.map(|b| (self.decode)(&b)).unwrap_or_default();
+            self.entries.insert(k, Cached { value, dirty: false, written_ms: now_ms });
+        }
+    }
+
+    /// Writes changed values back to the host in one call, expiring at
+    /// `expires_at_ms`.
     pub fn flush(&mut self, host: &mut dyn Host, expires_at_ms: Option<i64>, now_ms: i64) {
+        let mut writes = Vec::new();
         for (k, e) in self.entries.iter_mut().filter(|(_, e)| e.dirty) {
-            host.set(*k, &(self.encode)(&e.value), expires_at_ms);
+            writes.push(StateEntry { key: *k, value: (self.encode)(&e.value), expires_at_ms });
             e.dirty = false;
             e.written_ms = now_ms;
         }
+        host.set_many(writes);
         if self.entries.len() > self.capacity {
             self.entries.clear();
         }
@@ -96,5 +113,21 @@ mod tests {
         // A new instance (new version) reads the durable copy.
         let mut cold = BatchState::new(dec, enc);
         assert_eq!(*cold.get(&mut h, 1, 0), 5);
+    }
+
+    #[test]
+    fn prefetch_reads_missing_keys_once_and_keeps_cached_values() {
+        let mut h = MemHost::new();
+        let enc = |v: &u32| v.to_le_bytes().to_vec();
+        let dec = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap_or([0; 4]));
+        h.set(7, &9u32.to_le_bytes(), None);
+        let mut s = BatchState::new(dec, enc);
+        *s.get(&mut h, 1, 0) = 3; // cached and dirty, not yet written
+        s.prefetch(&mut h, &[1, 7, 7, 8], 0);
+        assert_eq!(*s.get(&mut h, 1, 0), 3, "a cached value is not overwritten by the host's");
+        assert_eq!(*s.get(&mut h, 7, 0), 9);
+        assert_eq!(*s.get(&mut h, 8, 0), 0);
+        s.flush(&mut h, None, 0);
+        assert_eq!(h.get(1, 0), Some(3u32.to_le_bytes().to_vec()));
     }
 }

@@ -1,7 +1,7 @@
 use std::sync::Mutex;
 
 use crate::bindings::vigil::detector::host as imports;
-use crate::{CounterOp, Field, Level, Request, Signal};
+use crate::{CounterOp, Field, Level, Request, Signal, StateEntry};
 
 /// A detection plugin: scores a batch of requests, one signal per request.
 ///
@@ -44,6 +44,17 @@ pub trait Host {
     fn remove(&mut self, key: u64);
     /// Applies the steps in order; one total per step.
     fn counter_add(&mut self, ops: &[CounterOp]) -> Vec<u64>;
+    /// `get` for many keys at once: one boundary crossing instead of one
+    /// per key.
+    fn get_many(&mut self, keys: &[u64], now_ms: i64) -> Vec<Option<Vec<u8>>> {
+        keys.iter().map(|&k| self.get(k, now_ms)).collect()
+    }
+    /// `set` for many entries at once, in order.
+    fn set_many(&mut self, entries: Vec<StateEntry>) {
+        for e in entries {
+            self.set(e.key, &e.value, e.expires_at_ms);
+        }
+    }
 }
 
 /// The real host, across the component boundary.
@@ -70,6 +81,18 @@ impl Host for WasmHost {
             return Vec::new();
         }
         imports::counter_add(ops)
+    }
+    fn get_many(&mut self, keys: &[u64], now_ms: i64) -> Vec<Option<Vec<u8>>> {
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        imports::state_get_many(keys, now_ms)
+    }
+    fn set_many(&mut self, entries: Vec<StateEntry>) {
+        if entries.is_empty() {
+            return;
+        }
+        imports::state_set_many(&entries)
     }
 }
 

@@ -49,7 +49,7 @@ pub mod bindings {
 }
 
 #[cfg(feature = "guest")]
-pub use bindings::vigil::detector::types::{CounterOp, Field, Info, Level, Request, Signal};
+pub use bindings::vigil::detector::types::{CounterOp, Field, Info, Level, Request, Signal, StateEntry};
 #[cfg(feature = "guest")]
 pub use detector::{Detector, Host, WasmHost, parse_config};
 

@@ -336,25 +336,66 @@ mod tests {
 }
 
 /// Who shares something (a card, a network, a prompt template): distinct
-/// accounts, and distinct young accounts, in 256 bytes of host state.
+/// accounts, and distinct young accounts. Most things are used by one
+/// account only (a unique prompt, a personal card), so a crowd of one is
+/// kept as that account (9 bytes of host state) and becomes two 128-byte
+/// HyperLogLogs when a second account joins.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Crowd {
-    pub all: HyperLogLog<7>,
-    pub young: HyperLogLog<7>,
+pub enum Crowd {
+    #[default]
+    Empty,
+    One {
+        account: u64,
+        young: bool,
+    },
+    Many {
+        all: HyperLogLog<7>,
+        young: HyperLogLog<7>,
+    },
 }
 
 impl Crowd {
-    /// Returns whether the sketch changed.
+    /// Returns whether the crowd changed.
     pub fn add(&mut self, account: u64, young: bool) -> bool {
-        let a = self.all.add(account);
-        let y = young && self.young.add(account);
-        a || y
+        match self {
+            Crowd::Empty => {
+                *self = Crowd::One { account, young };
+                true
+            }
+            Crowd::One { account: a, young: y } if *a == account => {
+                let changed = young && !*y;
+                *y |= young;
+                changed
+            }
+            Crowd::One { account: a, young: y } => {
+                let (a, y) = (*a, *y);
+                let (mut all, mut yh) = (HyperLogLog::default(), HyperLogLog::default());
+                all.add(a);
+                if y {
+                    yh.add(a);
+                }
+                *self = Crowd::Many { all, young: yh };
+                self.add(account, young);
+                true
+            }
+            Crowd::Many { all, young: yh } => {
+                let a = all.add(account);
+                let y = young && yh.add(account);
+                a || y
+            }
+        }
     }
 
     /// (distinct accounts, distinct young accounts), estimated.
     pub fn counts(&self) -> (f64, f64) {
-        let all = self.all.estimate();
-        (all, self.young.estimate().min(all))
+        match self {
+            Crowd::Empty => (0.0, 0.0),
+            Crowd::One { young, .. } => (1.0, if *young { 1.0 } else { 0.0 }),
+            Crowd::Many { all, young } => {
+                let a = all.estimate();
+                (a, young.estimate().min(a))
+            }
+        }
     }
 
     /// How suspicious the crowd is, in [0, 1]: 0 below `min` accounts or
@@ -362,7 +403,7 @@ impl Crowd {
     /// full weight from twice `min` accounts.
     pub fn suspicion(&self, min: f64, cap: f64) -> f32 {
         let (all, young) = self.counts();
-        if all < min || all > cap {
+        if all < min || all > cap || all <= 0.0 {
             return 0.0;
         }
         let share = young / all;
@@ -370,15 +411,55 @@ impl Crowd {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        [self.all.as_bytes(), self.young.as_bytes()].concat()
+        match self {
+            Crowd::Empty => Vec::new(),
+            Crowd::One { account, young } => {
+                let mut b = account.to_le_bytes().to_vec();
+                b.push(u8::from(*young));
+                b
+            }
+            Crowd::Many { all, young } => [all.as_bytes(), young.as_bytes()].concat(),
+        }
     }
 
+    /// From `encode`; anything else is an empty crowd.
     pub fn decode(b: &[u8]) -> Self {
         let half = HyperLogLog::<7>::BYTES;
-        if b.len() != 2 * half {
-            return Self::default();
+        match b.len() {
+            9 => Crowd::One { account: u64::from_le_bytes(b[..8].try_into().expect("8 bytes")), young: b[8] != 0 },
+            n if n == 2 * half => {
+                Crowd::Many { all: HyperLogLog::from_bytes(&b[..half]), young: HyperLogLog::from_bytes(&b[half..]) }
+            }
+            _ => Crowd::Empty,
         }
-        Crowd { all: HyperLogLog::from_bytes(&b[..half]), young: HyperLogLog::from_bytes(&b[half..]) }
+    }
+}
+
+#[cfg(test)]
+mod crowd_tests {
+    use super::*;
+
+    #[test]
+    fn a_crowd_of_one_is_small_and_grows_into_sketches() {
+        let mut c = Crowd::default();
+        assert!(c.add(7, false));
+        assert!(!c.add(7, false), "the same account again changes nothing");
+        assert!(c.add(7, true), "now known young");
+        assert_eq!(c.encode().len(), 9);
+        assert_eq!(Crowd::decode(&c.encode()), c);
+        assert_eq!(c.counts(), (1.0, 1.0));
+        assert!(c.add(8, false));
+        assert_eq!(c.encode().len(), 256);
+        assert_eq!(Crowd::decode(&c.encode()), c);
+        let (all, young) = c.counts();
+        assert!((all - 2.0).abs() < 0.5 && (young - 1.0).abs() < 0.5, "{all} {young}");
+        for a in 100..140 {
+            c.add(a, true);
+        }
+        let (all, young) = c.counts();
+        assert!((all - 42.0).abs() < 42.0 * 0.3 && (young - 41.0).abs() < 41.0 * 0.3, "{all} {young}");
+        assert!(c.suspicion(8.0, 200.0) > 0.8);
+        assert_eq!(Crowd::decode(&[1, 2, 3]), Crowd::Empty);
     }
 }
 

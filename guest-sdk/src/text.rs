@@ -11,6 +11,8 @@ pub struct Words {
     buf: String,
     spans: Vec<(u32, u32)>,
     hashes: Vec<u64>,
+    /// Per word: whether it has an ASCII digit.
+    digits: Vec<bool>,
 }
 
 impl Words {
@@ -23,6 +25,7 @@ impl Words {
         self.buf.clear();
         self.spans.clear();
         self.hashes.clear();
+        self.digits.clear();
         self.push(text);
     }
 
@@ -30,29 +33,43 @@ impl Words {
     /// prompt); a phrase never spans the join.
     pub fn push(&mut self, text: &str) {
         // The word's hash (FNV-1a, as `hash::tag`) is built while its bytes
-        // are copied, so each byte is touched once.
+        // are copied. ASCII runs (nearly all of a prompt) are copied and
+        // lowercased in bulk; only other chars are decoded one by one.
         const FNV: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
         let mut start: Option<usize> = None;
         let mut h = FNV;
+        let mut digit = false;
         let bytes = text.as_bytes();
+        self.buf.reserve(bytes.len());
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
-            // ASCII, nearly all of a prompt, without decoding chars.
+            if b.is_ascii_alphanumeric() {
+                let run = i;
+                while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+                    i += 1;
+                }
+                if start.is_none() {
+                    start = Some(self.buf.len());
+                    h = FNV;
+                    digit = false;
+                }
+                for &c in &bytes[run..i] {
+                    h = (h ^ c.to_ascii_lowercase() as u64).wrapping_mul(PRIME);
+                    digit |= c.is_ascii_digit();
+                }
+                let from = self.buf.len();
+                self.buf.push_str(&text[run..i]);
+                self.buf[from..].make_ascii_lowercase();
+                continue;
+            }
             if b < 0x80 {
                 i += 1;
-                if b.is_ascii_alphanumeric() {
-                    if start.is_none() {
-                        start = Some(self.buf.len());
-                        h = FNV;
-                    }
-                    let lower = b.to_ascii_lowercase();
-                    self.buf.push(lower as char);
-                    h = (h ^ lower as u64).wrapping_mul(0x0000_0100_0000_01b3);
-                } else if b == b'\'' && start.is_some() {
+                if b == b'\'' && start.is_some() {
                     // inside a word: drop it
                 } else if let Some(s) = start.take() {
-                    self.end_word(s, h);
+                    self.end_word(s, h, digit);
                 }
                 continue;
             }
@@ -62,31 +79,39 @@ impl Words {
                 if start.is_none() {
                     start = Some(self.buf.len());
                     h = FNV;
+                    digit = false;
                 }
                 let from = self.buf.len();
                 self.buf.extend(ch.to_lowercase());
-                for &b in &self.buf.as_bytes()[from..] {
-                    h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+                for &c in &self.buf.as_bytes()[from..] {
+                    h = (h ^ c as u64).wrapping_mul(PRIME);
                 }
             } else if ch == '\u{2019}' && start.is_some() {
                 // a typographic apostrophe inside a word: dropped too
             } else if let Some(s) = start.take() {
-                self.end_word(s, h);
+                self.end_word(s, h, digit);
             }
         }
         if let Some(s) = start {
-            self.end_word(s, h);
+            self.end_word(s, h, digit);
         }
         // A separator word that matches nothing keeps phrases from joining.
         self.spans.push((self.buf.len() as u32, self.buf.len() as u32));
         self.hashes.push(0);
+        self.digits.push(false);
     }
 
-    fn end_word(&mut self, start: usize, fnv: u64) {
+    fn end_word(&mut self, start: usize, fnv: u64, digit: bool) {
         let end = self.buf.len();
         self.spans.push((start as u32, end as u32));
         // Equal to `word_hash` of the word (a test checks).
         self.hashes.push(hash::mix(fnv) | 1);
+        self.digits.push(digit);
+    }
+
+    /// Whether word `i` has an ASCII digit (a number, an id, a version).
+    pub fn has_digit(&self, i: usize) -> bool {
+        self.digits[i]
     }
 
     /// Number of words (including one empty separator per `push`).
@@ -265,7 +290,10 @@ mod tests {
         assert_eq!(got, ["dont", "show", "your", "reasoning", "étape", ""]);
         for (i, word) in got.iter().enumerate().take(5) {
             assert_eq!(w.hashes()[i], word_hash(word), "{word}");
+            assert!(!w.has_digit(i));
         }
+        let w = words("Ticket #4821 v2 ok");
+        assert_eq!((0..w.len()).map(|i| w.has_digit(i)).collect::<Vec<_>>(), [false, true, true, false, false]);
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod bindings {
     wasmtime::component::bindgen!({ world: "detector", path: "../wit", exports: { default: async } });
 }
 
-pub use bindings::vigil::detector::types::{CounterOp, Field, Level};
+pub use bindings::vigil::detector::types::{CounterOp, Field, Level, StateEntry};
 pub use bindings::{Detector, DetectorPre, Info, Request, Signal};
 
 /// How often the epoch advances; time limits are multiples of it.
@@ -394,6 +394,25 @@ impl bindings::vigil::detector::host::Host for StoreData {
 
     fn state_remove(&mut self, key: u64) {
         self.state().remove(key)
+    }
+
+    fn state_get_many(&mut self, keys: Vec<u64>, now_ms: i64) -> Vec<Option<Vec<u8>>> {
+        let mut ns = self.state();
+        keys.iter().map(|&k| ns.get(k, now_ms)).collect()
+    }
+
+    fn state_set_many(&mut self, entries: Vec<StateEntry>) {
+        let mut ns = self.state();
+        let mut refused = 0usize;
+        for e in entries {
+            if !ns.set(e.key, e.value, e.expires_at_ms) {
+                refused += 1;
+            }
+        }
+        if refused > 0 {
+            let plugin = &*self.plugin;
+            tracing::debug!(plugin, refused, "state values refused: over the per-value limit");
+        }
     }
 
     fn counter_add(&mut self, ops: Vec<CounterOp>) -> Vec<u64> {

@@ -122,6 +122,9 @@ impl Detector for Lockstep {
     fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
         let mut out = Vec::with_capacity(batch.len());
         let mut latest = i64::MIN;
+        // Every account's timing state in one host call.
+        let keys: Vec<u64> = batch.iter().filter(|r| r.account != 0).map(|r| key(TIMING, r.account)).collect();
+        self.state.prefetch(host, &keys, batch.iter().map(|r| r.ts_ms).min().unwrap_or(0));
         for r in batch {
             latest = latest.max(r.ts_ms);
             if r.account == 0 {

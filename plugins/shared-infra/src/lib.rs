@@ -60,6 +60,15 @@ impl Detector for SharedInfra {
         let c = self.cfg.clone();
         let mut out = Vec::with_capacity(batch.len());
         let mut latest = i64::MIN;
+        // Every crowd the batch touches, in one host call.
+        let keys: Vec<u64> = batch
+            .iter()
+            .filter(|r| r.account != 0)
+            .flat_map(|r| [(CARD, r.payment_fingerprint), (PREFIX, r.ip_prefix)])
+            .filter(|(_, h)| *h != 0)
+            .map(|(t, h)| key(t, h))
+            .collect();
+        self.state.prefetch(host, &keys, batch.iter().map(|r| r.ts_ms).min().unwrap_or(0));
         for r in batch {
             latest = latest.max(r.ts_ms);
             if r.account == 0 {

@@ -51,7 +51,12 @@ pub struct TemplateFleet {
 
 impl Default for TemplateFleet {
     fn default() -> Self {
-        Self { cfg: Config::default(), words: Words::new(), shingles: Vec::new(), state: BatchState::new(Crowd::decode, Crowd::encode) }
+        Self {
+            cfg: Config::default(),
+            words: Words::new(),
+            shingles: Vec::new(),
+            state: BatchState::new(Crowd::decode, Crowd::encode),
+        }
     }
 }
 
@@ -66,10 +71,8 @@ impl TemplateFleet {
         }
         let shingles = &mut self.shingles;
         shingles.clear();
-        shingles.extend((0..n).map(|i| {
-            let w = self.words.word(i);
-            if w.bytes().any(|b| b.is_ascii_digit()) { masked } else { self.words.hashes()[i] }
-        }));
+        let words = &self.words;
+        shingles.extend((0..n).map(|i| if words.has_digit(i) { masked } else { words.hashes()[i] }));
         // minhash mixes each feature, so the pair needs only combining.
         let sig = minhash::<{ 2 * BANDS }>(
             shingles.windows(2).filter(|p| p[0] != 0 && p[1] != 0).map(|p| p[0] ^ p[1].rotate_left(17)),
@@ -96,12 +99,19 @@ impl Detector for TemplateFleet {
         type Found = (Option<(f32, u64, f64, f64)>, usize);
         let mut found: Vec<Option<Found>> = Vec::with_capacity(batch.len());
         let mut ops = Vec::new();
-        for r in batch {
-            latest = latest.max(r.ts_ms);
-            let buckets = match r.prompt.as_deref().filter(|_| r.account != 0) {
+        // Every request's buckets first, so the crowds they name are read
+        // from the host in one call.
+        let all: Vec<Option<[u64; BANDS]>> = batch
+            .iter()
+            .map(|r| match r.prompt.as_deref().filter(|_| r.account != 0) {
                 Some(p) => self.buckets(p),
                 None => None,
-            };
+            })
+            .collect();
+        let keys: Vec<u64> = all.iter().flatten().flatten().copied().collect();
+        self.state.prefetch(host, &keys, batch.iter().map(|r| r.ts_ms).min().unwrap_or(0));
+        for (r, buckets) in batch.iter().zip(all) {
+            latest = latest.max(r.ts_ms);
             let Some(buckets) = buckets else {
                 found.push(None);
                 continue;
