@@ -116,6 +116,23 @@ impl Guest for Hostile {
                     host::state_set(k, &blob, None);
                 }
                 host::state_set(u64::MAX, &vec![0u8; 10 << 20], None);
+                // The batched call, too: many entries and one oversized value.
+                use vigil::detector::types::StateEntry;
+                for chunk in 0..100u64 {
+                    let entries: Vec<StateEntry> = (0..2_000u64)
+                        .map(|k| StateEntry {
+                            key: 1_000_000 + chunk * 2_000 + k,
+                            value: blob.clone(),
+                            expires_at_ms: None,
+                        })
+                        .collect();
+                    host::state_set_many(&entries);
+                }
+                host::state_set_many(&[StateEntry {
+                    key: u64::MAX - 1,
+                    value: vec![0u8; 10 << 20],
+                    expires_at_ms: None,
+                }]);
                 ok(&batch, 0.0, "flooded")
             }
             "ambient" => ok(&batch, 0.0, &try_everything()),
