@@ -161,8 +161,8 @@ pub fn run(sizes: &Sizes) -> String {
     let (rounds, slice) = (sizes.rounds, sizes.slice);
     let bodies: Vec<String> = (0..20_000).map(body).collect();
     let modes: [(&str, Option<u64>); 3] = [
-        ("micro-batched, adaptive 1 ms window (the default)", Some(1_000)),
-        ("micro-batched, no window", Some(0)),
+        ("micro-batched, adaptive 1 ms window", Some(1_000)),
+        ("micro-batched, no window (the default)", Some(0)),
         ("one call per batch", None),
     ];
     let servers: Vec<(&str, Server, tempfile::TempDir)> = modes

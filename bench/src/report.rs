@@ -122,9 +122,9 @@ impl Report {
              `vigil serve` with the bundled detectors, driven by a native load generator (48 threads, keep-alive \
              HTTP on loopback) at a steady open-loop rate. Latency runs from each call's scheduled send time to \
              its answer (no coordinated omission). Three servers side by side, the load rotating between them: \
-             the default micro-batcher (a batch takes every call queued while the previous batch was scored, \
-             then waits up to 1 ms for stragglers, only while calls arrive closer than 1 ms), the same without \
-             the window, and no micro-batching (one call per plugin call). Mean batch = calls / plugin calls.\n",
+             the default micro-batcher (a batch takes every call queued while the previous batch was scored), \
+             the same with a 1 ms window for stragglers (opened only while calls arrive closer than 1 ms), and \
+             no micro-batching (one call per plugin call). Mean batch = calls / plugin calls.\n",
         );
         match &self.gateway {
             Some(t) => s.push_str(t),

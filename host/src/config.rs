@@ -27,11 +27,11 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Guardrail {
-    /// A batch takes every call queued while the previous one was scored,
-    /// then waits up to this long for more, but only while calls arrive
-    /// closer together than this (a quiet gateway never waits). 0: never.
-    /// Measured (BENCHMARKS.md): 1 ms kept p99 near 3 ms from 500 to 4,000
-    /// calls/s; without it p99 was 2-6 ms.
+    /// A batch takes every call queued while the previous one was scored;
+    /// with a window it then waits up to this long for more, but only while
+    /// calls arrive closer together than that. 0 (default): never waits.
+    /// Measured (BENCHMARKS.md): a 1 ms window always raised p50 by about
+    /// a millisecond and did not improve p99 reliably.
     pub batch_wait_us: u64,
     /// Most calls in one batch (1: no micro-batching).
     pub max_batch: usize,
@@ -65,7 +65,7 @@ pub enum FailMode {
 impl Default for Guardrail {
     fn default() -> Self {
         Self {
-            batch_wait_us: 1_000,
+            batch_wait_us: 0,
             max_batch: 256,
             queue_limit: 4_096,
             deadline_ms: 250,
