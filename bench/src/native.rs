@@ -376,6 +376,48 @@ mod tests {
     }
 
     #[test]
+    fn the_native_mirror_matches_the_hosts_own_conversion() {
+        // Two types (the SDK's and the host's bindings) with the same fields:
+        // their Debug renderings must agree for every grant set, so the
+        // mirror cannot drift from `vigil::worker::granted_request`.
+        let mut records = crate::loadgen::Gen::new(3).records(4);
+        records[2].attrs = Some([("tier".to_string(), "pro".to_string())].into());
+        records[3].system_prompt = Some("be brief".into());
+        let batch = Batch::new(records, &Hasher64::new([5; 16]));
+        let all: Vec<String> = [
+            "account",
+            "org",
+            "api_key",
+            "ip",
+            "ip_prefix",
+            "asn",
+            "user_agent",
+            "model",
+            "prompt",
+            "system_prompt",
+            "prompt_tokens",
+            "completion_tokens",
+            "max_tokens",
+            "account_created_ms",
+            "payment_fingerprint",
+            "conversation_id",
+            "turn",
+            "attrs.tier",
+        ]
+        .map(String::from)
+        .to_vec();
+        let grant_sets = [vec![], all.clone(), all[..7].to_vec(), all[7..].to_vec()];
+        for grants in grant_sets {
+            let g = Grants::parse(&grants).unwrap();
+            for (r, h) in batch.records.iter().zip(&batch.handles) {
+                let native = format!("{:?}", request(&g, r, h));
+                let host = format!("{:?}", vigil::worker::granted_request(&g, r, h));
+                assert_eq!(native, host, "grants {grants:?}");
+            }
+        }
+    }
+
+    #[test]
     fn every_bundled_detector_has_a_native_build_that_scores_a_batch() {
         let config = vigil::Config::default();
         let records = crate::loadgen::Gen::new(1).records(64);

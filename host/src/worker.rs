@@ -154,34 +154,7 @@ impl PluginVersion {
 
     /// The record as this plugin may see it: ungranted fields empty.
     pub fn request(&self, r: &Record, h: &Handles) -> Request {
-        let g = &*self.grants;
-        let pick = |granted: bool, v: u64| if granted { v } else { 0 };
-        Request {
-            ts_ms: r.ts_ms,
-            account: pick(g.account, h.account),
-            org: pick(g.org, h.org),
-            api_key: pick(g.api_key, h.api_key),
-            ip: pick(g.ip, h.ip),
-            ip_prefix: pick(g.ip_prefix || g.ip, h.ip_prefix),
-            asn: r.asn.filter(|_| g.asn),
-            user_agent: pick(g.user_agent, h.user_agent),
-            model: pick(g.model, h.model),
-            payment_fingerprint: pick(g.payment_fingerprint, h.payment_fingerprint),
-            conversation: pick(g.conversation_id, h.conversation),
-            turn: r.turn.filter(|_| g.turn),
-            prompt: if g.prompt { Some(r.prompt.clone().unwrap_or_default()) } else { None },
-            system_prompt: if g.system_prompt { r.system_prompt.clone() } else { None },
-            prompt_tokens: r.prompt_tokens.filter(|_| g.prompt_tokens),
-            completion_tokens: r.completion_tokens.filter(|_| g.completion_tokens),
-            max_tokens: r.max_tokens.filter(|_| g.max_tokens),
-            account_created_ms: r.account_created_ms.filter(|_| g.account_created_ms),
-            attrs: match &r.attrs {
-                Some(a) if g.all_attrs || !g.attrs.is_empty() => {
-                    a.iter().filter(|(k, _)| g.attr(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
-                }
-                _ => Vec::new(),
-            },
-        }
+        granted_request(&self.grants, r, h)
     }
 
     /// Scores a batch on `inst`. `Err` with a kind that poisons the instance
@@ -209,6 +182,38 @@ impl PluginVersion {
                 Err(PluginError::new(name, kind, truncate(&format!("{e:#}"), 512)))
             }
         }
+    }
+}
+
+/// The record as a plugin with grants `g` may see it: ungranted fields
+/// empty (public so the benchmark's native side can be checked against it).
+pub fn granted_request(g: &Grants, r: &Record, h: &Handles) -> Request {
+    let pick = |granted: bool, v: u64| if granted { v } else { 0 };
+    Request {
+        ts_ms: r.ts_ms,
+        account: pick(g.account, h.account),
+        org: pick(g.org, h.org),
+        api_key: pick(g.api_key, h.api_key),
+        ip: pick(g.ip, h.ip),
+        ip_prefix: pick(g.ip_prefix || g.ip, h.ip_prefix),
+        asn: r.asn.filter(|_| g.asn),
+        user_agent: pick(g.user_agent, h.user_agent),
+        model: pick(g.model, h.model),
+        payment_fingerprint: pick(g.payment_fingerprint, h.payment_fingerprint),
+        conversation: pick(g.conversation_id, h.conversation),
+        turn: r.turn.filter(|_| g.turn),
+        prompt: if g.prompt { Some(r.prompt.clone().unwrap_or_default()) } else { None },
+        system_prompt: if g.system_prompt { r.system_prompt.clone() } else { None },
+        prompt_tokens: r.prompt_tokens.filter(|_| g.prompt_tokens),
+        completion_tokens: r.completion_tokens.filter(|_| g.completion_tokens),
+        max_tokens: r.max_tokens.filter(|_| g.max_tokens),
+        account_created_ms: r.account_created_ms.filter(|_| g.account_created_ms),
+        attrs: match &r.attrs {
+            Some(a) if g.all_attrs || !g.attrs.is_empty() => {
+                a.iter().filter(|(k, _)| g.attr(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+            }
+            _ => Vec::new(),
+        },
     }
 }
 
