@@ -9,13 +9,12 @@
 //! native equivalent of lowering), then `Detector::score` with a
 //! `NativeHost` over the host's own `state::Namespace`.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use vigil::batch::Batch;
+use vigil::batch::{Batch, Resolver};
 use vigil::engine::Runtime;
-use vigil::handles::{Handles, IdField, field_text};
+use vigil::handles::{Handles, IdField};
 use vigil::manifest::{Grants, PluginManifest};
 use vigil::record::Record;
 use vigil::registry::PluginFiles;
@@ -58,32 +57,6 @@ pub fn request(g: &Grants, r: &Record, h: &Handles) -> Request {
     }
 }
 
-fn granted(g: &Grants, f: IdField) -> bool {
-    match f {
-        IdField::Account => g.account,
-        IdField::Org => g.org,
-        IdField::ApiKey => g.api_key,
-        IdField::Ip => g.ip,
-        IdField::IpPrefix => g.ip_prefix || g.ip,
-        IdField::UserAgent => g.user_agent,
-        IdField::Model => g.model,
-        IdField::PaymentFingerprint => g.payment_fingerprint,
-        IdField::Conversation => g.conversation_id,
-    }
-}
-
-const ALL_FIELDS: [IdField; 9] = [
-    IdField::Account,
-    IdField::Org,
-    IdField::ApiKey,
-    IdField::Ip,
-    IdField::IpPrefix,
-    IdField::UserAgent,
-    IdField::Model,
-    IdField::PaymentFingerprint,
-    IdField::Conversation,
-];
-
 fn id_field(f: Field) -> IdField {
     match f {
         Field::Account => IdField::Account,
@@ -98,33 +71,19 @@ fn id_field(f: Field) -> IdField {
     }
 }
 
-fn handle_of(h: &Handles, f: IdField) -> u64 {
-    match f {
-        IdField::Account => h.account,
-        IdField::Org => h.org,
-        IdField::ApiKey => h.api_key,
-        IdField::Ip => h.ip,
-        IdField::IpPrefix => h.ip_prefix,
-        IdField::UserAgent => h.user_agent,
-        IdField::Model => h.model,
-        IdField::PaymentFingerprint => h.payment_fingerprint,
-        IdField::Conversation => h.conversation,
-    }
-}
-
 /// `vigil_sdk::Host` natively, over the host's state implementation, with
-/// the same per-call locking and the same lazily built `resolve` index as
-/// the wasm host's imports (host/src/engine.rs). Logs are dropped.
+/// the same per-call locking and the same `batch::Resolver` as the wasm
+/// host's imports (host/src/engine.rs). Logs are dropped.
 pub struct NativeHost<'a> {
     grants: &'a Grants,
     state: &'a Mutex<Namespace>,
     batch: &'a Batch,
-    resolve_index: Option<HashMap<(IdField, u64), usize>>,
+    resolver: Resolver,
 }
 
 impl<'a> NativeHost<'a> {
     pub fn new(grants: &'a Grants, state: &'a Mutex<Namespace>, batch: &'a Batch) -> Self {
-        Self { grants, state, batch, resolve_index: None }
+        Self { grants, state, batch, resolver: Resolver::default() }
     }
 
     fn state(&self) -> MutexGuard<'_, Namespace> {
@@ -136,24 +95,7 @@ impl Host for NativeHost<'_> {
     fn log(&mut self, _level: Level, _message: &str) {}
 
     fn resolve(&mut self, field: Field, handle: u64) -> Option<String> {
-        let f = id_field(field);
-        if handle == 0 || !granted(self.grants, f) {
-            return None;
-        }
-        if self.resolve_index.is_none() {
-            let mut index = HashMap::new();
-            for (i, h) in self.batch.handles.iter().enumerate() {
-                for g in ALL_FIELDS.into_iter().filter(|g| granted(self.grants, *g)) {
-                    let v = handle_of(h, g);
-                    if v != 0 {
-                        index.entry((g, v)).or_insert(i);
-                    }
-                }
-            }
-            self.resolve_index = Some(index);
-        }
-        let i = *self.resolve_index.as_ref()?.get(&(f, handle))?;
-        field_text(&self.batch.records[i], f)
+        self.resolver.resolve(self.batch, self.grants, id_field(field), handle)
     }
 
     fn get(&mut self, key: u64, now_ms: i64) -> Option<Vec<u8>> {

@@ -1,7 +1,10 @@
 //! A batch: records scored together, with their identity handles computed
 //! once for every plugin.
 
-use crate::handles::{Handles, Hasher64};
+use std::collections::HashMap;
+
+use crate::handles::{Handles, Hasher64, IdField, field_text};
+use crate::manifest::Grants;
 use crate::record::Record;
 
 pub struct Batch {
@@ -21,5 +24,35 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+}
+
+/// `resolve` for one plugin on one batch: the text behind a handle of a
+/// granted field. The index is built on the first call, over granted
+/// fields only; start a new `Resolver` for each batch.
+#[derive(Default)]
+pub struct Resolver {
+    index: Option<HashMap<(IdField, u64), usize>>,
+}
+
+impl Resolver {
+    pub fn resolve(&mut self, batch: &Batch, grants: &Grants, f: IdField, handle: u64) -> Option<String> {
+        if handle == 0 || !grants.id_field(f) {
+            return None;
+        }
+        let index = self.index.get_or_insert_with(|| {
+            let mut index = HashMap::new();
+            for (i, h) in batch.handles.iter().enumerate() {
+                for g in IdField::ALL.into_iter().filter(|g| grants.id_field(*g)) {
+                    let v = h.get(g);
+                    if v != 0 {
+                        index.entry((g, v)).or_insert(i);
+                    }
+                }
+            }
+            index
+        });
+        let i = *index.get(&(f, handle))?;
+        field_text(&batch.records[i], f)
     }
 }

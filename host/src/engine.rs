@@ -1,7 +1,6 @@
 //! One wasmtime `Engine` per process, the linker with the host interface and
 //! an empty WASI, and the per-store data a plugin instance runs against.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,10 +8,10 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config as WasmConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Resolver};
 use crate::compile_cache::CompileCache;
 use crate::config::EngineConfig;
-use crate::handles::{IdField, field_text};
+use crate::handles::IdField;
 use crate::manifest::Grants;
 use crate::state::Namespace;
 
@@ -228,7 +227,7 @@ pub struct StoreData {
     state: Arc<Mutex<Namespace>>,
     pub log: Arc<Mutex<LogBudget>>,
     batch: Option<Arc<Batch>>,
-    resolve_index: Option<HashMap<(IdField, u64), usize>>,
+    resolver: Resolver,
 }
 
 impl StoreData {
@@ -261,32 +260,17 @@ impl StoreData {
             state,
             log,
             batch: None,
-            resolve_index: None,
+            resolver: Resolver::default(),
         }
     }
 
     /// Makes `batch` the one `resolve` answers for, and resets the log budget.
     pub fn begin_batch(&mut self, batch: Option<Arc<Batch>>, lines: u32, bytes: u32) {
         self.batch = batch;
-        self.resolve_index = None;
+        self.resolver = Resolver::default();
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         log.lines_left = lines;
         log.bytes_left = bytes;
-    }
-
-    fn granted(&self, f: IdField) -> bool {
-        let g = &self.grants;
-        match f {
-            IdField::Account => g.account,
-            IdField::Org => g.org,
-            IdField::ApiKey => g.api_key,
-            IdField::Ip => g.ip,
-            IdField::IpPrefix => g.ip_prefix || g.ip,
-            IdField::UserAgent => g.user_agent,
-            IdField::Model => g.model,
-            IdField::PaymentFingerprint => g.payment_fingerprint,
-            IdField::Conversation => g.conversation_id,
-        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, Namespace> {
@@ -316,32 +300,6 @@ fn id_field(f: Field) -> IdField {
     }
 }
 
-fn handle_of(h: &crate::handles::Handles, f: IdField) -> u64 {
-    match f {
-        IdField::Account => h.account,
-        IdField::Org => h.org,
-        IdField::ApiKey => h.api_key,
-        IdField::Ip => h.ip,
-        IdField::IpPrefix => h.ip_prefix,
-        IdField::UserAgent => h.user_agent,
-        IdField::Model => h.model,
-        IdField::PaymentFingerprint => h.payment_fingerprint,
-        IdField::Conversation => h.conversation,
-    }
-}
-
-const ALL_FIELDS: [IdField; 9] = [
-    IdField::Account,
-    IdField::Org,
-    IdField::ApiKey,
-    IdField::Ip,
-    IdField::IpPrefix,
-    IdField::UserAgent,
-    IdField::Model,
-    IdField::PaymentFingerprint,
-    IdField::Conversation,
-];
-
 impl bindings::vigil::detector::host::Host for StoreData {
     fn log(&mut self, level: Level, message: String) {
         if !self.log.lock().unwrap_or_else(|e| e.into_inner()).take_line(message.len()) {
@@ -358,26 +316,8 @@ impl bindings::vigil::detector::host::Host for StoreData {
     }
 
     fn resolve(&mut self, field: Field, handle: u64) -> Option<String> {
-        let f = id_field(field);
-        if handle == 0 || !self.granted(f) {
-            return None;
-        }
-        let batch = self.batch.clone()?;
-        // Built on the first resolve of a batch, over granted fields only.
-        if self.resolve_index.is_none() {
-            let mut index = HashMap::new();
-            for (i, h) in batch.handles.iter().enumerate() {
-                for g in ALL_FIELDS.into_iter().filter(|g| self.granted(*g)) {
-                    let v = handle_of(h, g);
-                    if v != 0 {
-                        index.entry((g, v)).or_insert(i);
-                    }
-                }
-            }
-            self.resolve_index = Some(index);
-        }
-        let i = *self.resolve_index.as_ref()?.get(&(f, handle))?;
-        field_text(&batch.records[i], f)
+        let batch = self.batch.as_ref()?;
+        self.resolver.resolve(batch, &self.grants, id_field(field), handle)
     }
 
     fn state_get(&mut self, key: u64, now_ms: i64) -> Option<Vec<u8>> {

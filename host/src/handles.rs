@@ -24,6 +24,20 @@ pub enum IdField {
     Conversation,
 }
 
+impl IdField {
+    pub const ALL: [IdField; 9] = [
+        IdField::Account,
+        IdField::Org,
+        IdField::ApiKey,
+        IdField::Ip,
+        IdField::IpPrefix,
+        IdField::UserAgent,
+        IdField::Model,
+        IdField::PaymentFingerprint,
+        IdField::Conversation,
+    ];
+}
+
 #[derive(Clone)]
 pub struct Hasher64 {
     key: [u8; 16],
@@ -41,6 +55,22 @@ pub struct Handles {
     pub model: u64,
     pub payment_fingerprint: u64,
     pub conversation: u64,
+}
+
+impl Handles {
+    pub fn get(&self, f: IdField) -> u64 {
+        match f {
+            IdField::Account => self.account,
+            IdField::Org => self.org,
+            IdField::ApiKey => self.api_key,
+            IdField::Ip => self.ip,
+            IdField::IpPrefix => self.ip_prefix,
+            IdField::UserAgent => self.user_agent,
+            IdField::Model => self.model,
+            IdField::PaymentFingerprint => self.payment_fingerprint,
+            IdField::Conversation => self.conversation,
+        }
+    }
 }
 
 impl Hasher64 {

@@ -177,6 +177,22 @@ impl Grants {
         Ok(g)
     }
 
+    /// Whether identity field `f` is granted (an IP grant includes its prefix).
+    pub fn id_field(&self, f: crate::handles::IdField) -> bool {
+        use crate::handles::IdField;
+        match f {
+            IdField::Account => self.account,
+            IdField::Org => self.org,
+            IdField::ApiKey => self.api_key,
+            IdField::Ip => self.ip,
+            IdField::IpPrefix => self.ip_prefix || self.ip,
+            IdField::UserAgent => self.user_agent,
+            IdField::Model => self.model,
+            IdField::PaymentFingerprint => self.payment_fingerprint,
+            IdField::Conversation => self.conversation_id,
+        }
+    }
+
     pub fn attr(&self, key: &str) -> bool {
         self.all_attrs || self.attrs.iter().any(|k| k == key)
     }
