@@ -190,7 +190,7 @@ fn truncate(mut s: String, max: usize) -> String {
 pub fn answer(v: &Verdict, on_failure: FailMode) -> GuardrailResponse {
     let failed: Vec<&str> =
         v.signals.iter().filter(|s| s.mode == Mode::Enforce && s.error.is_some()).map(|s| &*s.plugin).collect();
-    let mut details = Details {
+    let details = Details {
         id: Some(v.id.clone()),
         account: Some(v.account.clone()),
         decision: Some(v.decision),
@@ -204,7 +204,6 @@ pub fn answer(v: &Verdict, on_failure: FailMode) -> GuardrailResponse {
         let what = format!("plugin failure: {}", failed.join(", "));
         return policy(on_failure, &what, details);
     }
-    details.degraded = None;
     GuardrailResponse { action: "NONE", blocked_reason: None, vigil: details }
 }
 
@@ -376,7 +375,7 @@ impl Exchanges {
         let Some(mut rec) = rec else { return Ok(false) };
         let bytes: usize = completion.iter().map(String::len).sum();
         rec.completion_tokens = Some(bytes.div_ceil(4) as u32);
-        let mut line = serde_json::to_vec(&exchange_json(&rec)).map_err(std::io::Error::other)?;
+        let mut line = serde_json::to_vec(&rec).map_err(std::io::Error::other)?;
         line.push(b'\n');
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(w) = log.as_mut() {
@@ -385,45 +384,6 @@ impl Exchanges {
         }
         Ok(true)
     }
-}
-
-/// A record as a SPEC input line (only the fields that are set).
-fn exchange_json(r: &Record) -> Value {
-    let mut m = serde_json::Map::new();
-    m.insert("id".into(), r.id.clone().into());
-    m.insert("ts_ms".into(), r.ts_ms.into());
-    m.insert("account".into(), r.account.clone().into());
-    let strings = [
-        ("org", &r.org),
-        ("api_key", &r.api_key),
-        ("ip", &r.ip),
-        ("user_agent", &r.user_agent),
-        ("model", &r.model),
-        ("prompt", &r.prompt),
-        ("system_prompt", &r.system_prompt),
-        ("payment_fingerprint", &r.payment_fingerprint),
-        ("conversation_id", &r.conversation_id),
-    ];
-    for (k, v) in strings {
-        if let Some(v) = v {
-            m.insert(k.into(), v.clone().into());
-        }
-    }
-    let numbers = [
-        ("asn", r.asn.map(i64::from)),
-        ("completion_tokens", r.completion_tokens.map(i64::from)),
-        ("account_created_ms", r.account_created_ms),
-        ("turn", r.turn.map(i64::from)),
-    ];
-    for (k, v) in numbers {
-        if let Some(v) = v {
-            m.insert(k.into(), v.into());
-        }
-    }
-    if let Some(a) = &r.attrs {
-        m.insert("attrs".into(), serde_json::to_value(a).unwrap_or_default());
-    }
-    Value::Object(m)
 }
 
 #[cfg(test)]
@@ -505,6 +465,21 @@ mod tests {
         v["structured_messages"] = json!([{"role": "user", "content": "é".repeat(300_000)}]);
         let r = to_record(&req(v), &Guardrail::default(), &Input::default(), 0).unwrap();
         assert!(r.prompt.unwrap().len() <= Input::default().max_prompt_bytes);
+    }
+
+    #[test]
+    fn a_completed_exchange_is_logged_as_a_spec_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exchanges.ndjson");
+        let x = Exchanges::open(&path, 10).unwrap();
+        let r = to_record(&req(captured()), &Guardrail::default(), &Input::default(), 42).unwrap();
+        x.remember(&r);
+        assert!(x.complete(&r.id, &["hello from mock".into()]).unwrap());
+        assert!(!x.complete(&r.id, &["again".into()]).unwrap(), "joined once");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let back = Record::parse(text.trim_end().as_bytes(), 1, &Input::default()).unwrap();
+        assert_eq!(back, Record { completion_tokens: Some(4), ..r });
+        assert!(!text.contains("null"), "unset fields are left out: {text}");
     }
 
     #[test]
