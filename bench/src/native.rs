@@ -326,28 +326,13 @@ mod tests {
         records[2].attrs = Some([("tier".to_string(), "pro".to_string())].into());
         records[3].system_prompt = Some("be brief".into());
         let batch = Batch::new(records, &Hasher64::new([5; 16]));
-        let all: Vec<String> = [
-            "account",
-            "org",
-            "api_key",
-            "ip",
-            "ip_prefix",
-            "asn",
-            "user_agent",
-            "model",
-            "prompt",
-            "system_prompt",
-            "prompt_tokens",
-            "completion_tokens",
-            "max_tokens",
-            "account_created_ms",
-            "payment_fingerprint",
-            "conversation_id",
-            "turn",
-            "attrs.tier",
-        ]
-        .map(String::from)
-        .to_vec();
+        // Every grant there is (with one attribute key in place of the
+        // `attrs.KEY` pattern).
+        let all: Vec<String> = vigil::manifest::GRANTABLE
+            .iter()
+            .map(|g| if *g == "attrs.KEY" { "attrs.tier" } else { g })
+            .map(String::from)
+            .collect();
         let grant_sets = [vec![], all.clone(), all[..7].to_vec(), all[7..].to_vec()];
         for grants in grant_sets {
             let g = Grants::parse(&grants).unwrap();
