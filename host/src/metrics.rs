@@ -41,7 +41,11 @@ const HELP: &[(&str, &str, &str)] = &[
     ("vigil_guardrail_calls_total", "counter", "LiteLLM guardrail calls by input type and answer."),
     ("vigil_guardrail_failures_total", "counter", "Guardrail calls answered by the failure policy, by cause."),
     ("vigil_guardrail_batches_total", "counter", "Micro-batches scored for guardrail calls."),
-    ("vigil_guardrail_batched_calls_total", "counter", "Guardrail calls scored in micro-batches (over batches: mean size)."),
+    (
+        "vigil_guardrail_batched_calls_total",
+        "counter",
+        "Guardrail calls scored in micro-batches (over batches: mean size).",
+    ),
     ("vigil_guardrail_seconds", "histogram", "Time from a guardrail call's arrival to its answer."),
     ("vigil_admin_actions_total", "counter", "Admin API actions by action."),
 ];
