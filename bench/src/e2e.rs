@@ -182,7 +182,7 @@ pub fn sweep(env: &Env, config: &vigil::Config, s: &Sizes) -> anyhow::Result<Vec
     let engine = EngineConfig { cache_dir: env.cache_dir.clone(), ..Default::default() };
     let runtime = Runtime::with_config(&engine, true)?;
     let state = StateStore::new(config.state.clone());
-    let set = vigil::registry::load(&runtime, config, &state, vigil::registry::bundled(), None);
+    let set = vigil::registry::load(&runtime, config, &state, vigil::registry::bundled(), &Default::default(), None);
     anyhow::ensure!(set.failures.is_empty(), "bundled plugins failed to load: {:?}", set.failures);
     let scorer = Scorer::new(set, config);
     let mut load = Gen::new(2);

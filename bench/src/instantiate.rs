@@ -57,7 +57,7 @@ fn state() -> Arc<Mutex<Namespace>> {
 
 pub fn run(config: &vigil::Config, plugin: &PluginFiles, cache_dir: &Path, n: &Counts) -> anyhow::Result<Measured> {
     let err = |e: vigil::PluginError| anyhow::anyhow!("{e}");
-    let limits = &config.limits;
+    let limits = &config;
     let load =
         |rt: &Runtime| timed(|| PluginVersion::load(rt, &plugin.name, &plugin.wasm, &plugin.manifest, limits, state()));
 

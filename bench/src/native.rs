@@ -205,12 +205,11 @@ fn one(
 ) -> anyhow::Result<Row> {
     let name = &files.name;
     let err = |e: vigil::PluginError| anyhow::anyhow!("{e}");
-    let manifest = PluginManifest::parse(name, &files.manifest, &config.limits).map_err(err)?;
+    let manifest = PluginManifest::parse(name, &files.manifest, &config.limits, &config.ceilings).map_err(err)?;
 
     let plugin_state = Arc::new(Mutex::new(Namespace::new(config.state.clone())));
     let (version, seed) =
-        PluginVersion::load(runtime, name, &files.wasm, &files.manifest, &config.limits, plugin_state.clone())
-            .map_err(err)?;
+        PluginVersion::load(runtime, name, &files.wasm, &files.manifest, config, plugin_state.clone()).map_err(err)?;
     let worker = Worker::spawn(version, seed, plugin_state);
 
     let native_state = Mutex::new(Namespace::new(config.state.clone()));
@@ -350,7 +349,7 @@ mod tests {
         let records = crate::loadgen::Gen::new(1).records(64);
         let batch = Batch::new(records, &Hasher64::new([1; 16]));
         for f in vigil::registry::bundled() {
-            let m = PluginManifest::parse(&f.name, &f.manifest, &config.limits).unwrap();
+            let m = PluginManifest::parse(&f.name, &f.manifest, &config.limits, &config.ceilings).unwrap();
             let mut d = native(&f.name, &m.config_json).unwrap();
             let state = Mutex::new(Namespace::new(config.state.clone()));
             let reqs: Vec<Request> =

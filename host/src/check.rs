@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::engine::Runtime;
 use crate::pipeline::Scorer;
 use crate::record::Record;
-use crate::registry::{PluginFiles, PluginSet, valid_name};
+use crate::registry::{PluginSet, read_plugin, valid_name};
 use crate::state::StateStore;
 use crate::worker::{PluginVersion, Worker};
 
@@ -65,31 +65,27 @@ pub fn check(path: &Path, config: &Config, out: &mut dyn std::io::Write) -> std:
         writeln!(out, "FAIL  {name:?}: plugin names are letters, digits, '-' and '_' (at most 64)")?;
         return Ok(false);
     }
-    let wasm = match std::fs::read(path) {
-        Ok(w) => w,
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let files = match read_plugin(dir, &name, &config.plugin_files) {
+        Ok(f) => f,
         Err(e) => {
-            writeln!(out, "FAIL  {}: {e}", path.display())?;
+            writeln!(out, "FAIL  {}: {}", e.kind, e.message)?;
             return Ok(false);
         }
     };
-    ok(format!("read {} ({} bytes)", path.display(), wasm.len()))?;
+    ok(format!("read {} ({} bytes)", path.display(), files.wasm.len()))?;
     let manifest_path = path.with_extension("toml");
-    let manifest = match std::fs::read_to_string(&manifest_path) {
-        Ok(m) => m,
-        Err(e) => {
-            writeln!(out, "FAIL  manifest {}: {e}", manifest_path.display())?;
-            return Ok(false);
-        }
-    };
-    let sig = std::fs::read(path.with_extension("sig")).ok();
-    let trust = match crate::trust::Trust::from_config(&config.trust) {
+    let trust = match crate::registry::trust_policy(config) {
         Ok(t) => t,
         Err(e) => {
             writeln!(out, "FAIL  {e}")?;
             return Ok(false);
         }
     };
-    match trust.check(&name, path.parent(), &wasm, manifest.as_bytes(), sig.as_deref()) {
+    match trust.check(&name, Some(dir), &files.wasm, files.manifest.as_bytes(), files.sig.as_deref()) {
+        Ok(Some(signer)) if signer == "built-in" => {
+            writeln!(out, "ok    built into this vigil binary (trusted as built)")?
+        }
         Ok(Some(signer)) => writeln!(out, "ok    signed by trusted key {signer}")?,
         Ok(None) => writeln!(out, "ok    unsigned (signatures are not required here)")?,
         Err(e) => {
@@ -99,10 +95,9 @@ pub fn check(path: &Path, config: &Config, out: &mut dyn std::io::Write) -> std:
     }
     let runtime = Runtime::with_config(&config.engine, true).map_err(std::io::Error::other)?;
     let state = StateStore::new(config.state.clone());
-    let files = PluginFiles { name: name.clone(), wasm, manifest, sig };
     let ns = state.namespace(&name);
     let (plugin, seed) =
-        match PluginVersion::load(&runtime, &files.name, &files.wasm, &files.manifest, &config.limits, ns.clone()) {
+        match PluginVersion::load(&runtime, &files.name, &files.wasm, &files.manifest, config, ns.clone()) {
             Ok(v) => v,
             Err(e) => {
                 writeln!(out, "FAIL  {}: {}", e.kind, e.message)?;

@@ -52,6 +52,11 @@ enum Command {
         /// Write per-account and per-cluster cases (JSON) of flagged traffic.
         #[arg(long, value_name = "FILE")]
         cases: Option<PathBuf>,
+        /// Score with the plugins that loaded even if some could not
+        /// (each is reported); without it, any plugin that cannot load
+        /// stops the run before anything is scored.
+        #[arg(long)]
+        allow_partial: bool,
     },
     /// HTTP scoring service; watches DIR and hot-reloads plugins.
     Serve {
@@ -88,9 +93,14 @@ enum Command {
         plugin: PathBuf,
     },
     /// Write the bundled plugins (NAME.wasm + NAME.toml) into a directory.
+    /// This binary trusts them as they are; sign them with --key to ship
+    /// them to hosts that require signatures.
     Bundled {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Also sign each one (writes NAME.sig).
+        #[arg(long, value_name = "NAME.key")]
+        key: Option<PathBuf>,
     },
 }
 
@@ -105,7 +115,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         None => Config::default(),
     };
     match cli.command {
-        Command::Score { plugins, input, output, batch_size, on_bad_input, quiet, cases } => {
+        Command::Score { plugins, input, output, batch_size, on_bad_input, quiet, cases, allow_partial } => {
             if let Some(b) = batch_size {
                 config.scoring.batch_size = b;
             }
@@ -113,7 +123,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 config.scoring.on_bad_input = p;
             }
             config.validate()?;
-            score(&config, plugins, &input, &output, quiet, cases.as_deref())
+            score(&config, plugins, &input, &output, quiet, cases.as_deref(), allow_partial)
         }
         Command::Serve { plugins, listen, state_dir } => {
             if let Some(d) = state_dir {
@@ -147,12 +157,19 @@ pub fn run() -> anyhow::Result<ExitCode> {
             println!("wrote {}", sig.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bundled { out } => {
+        Command::Bundled { out, key } => {
             std::fs::create_dir_all(&out)?;
             for f in registry::bundled() {
-                std::fs::write(out.join(format!("{}.wasm", f.name)), &f.wasm)?;
+                let wasm = out.join(format!("{}.wasm", f.name));
+                std::fs::write(&wasm, &f.wasm)?;
                 std::fs::write(out.join(format!("{}.toml", f.name)), &f.manifest)?;
-                println!("{}", out.join(format!("{}.wasm", f.name)).display());
+                match &key {
+                    Some(k) => {
+                        let sig = crate::trust::sign(k, &wasm).map_err(|e| anyhow::anyhow!(e))?;
+                        println!("{} (signed: {})", wasm.display(), sig.display());
+                    }
+                    None => println!("{}", wasm.display()),
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -166,6 +183,7 @@ fn score(
     output: &str,
     quiet: bool,
     cases: Option<&std::path::Path>,
+    allow_partial: bool,
 ) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::with_config(&config.engine, true)?;
     let state = StateStore::new(config.state.clone());
@@ -173,9 +191,18 @@ fn score(
     for e in &set.failures {
         eprintln!("vigil: plugin {} not loaded: {}: {}", e.plugin, e.kind, e.message);
     }
+    let where_ = plugins.map_or("the bundled set".to_string(), |p| p.display().to_string());
     if set.workers.is_empty() {
-        let where_ = plugins.map_or("the bundled set".to_string(), |p| p.display().to_string());
         anyhow::bail!("no plugin could be loaded from {where_}: refusing to score with no detectors");
+    }
+    if !set.failures.is_empty() && !allow_partial {
+        anyhow::bail!(
+            "{} of {} plugins in {where_} could not be loaded (see above): nothing scored; \
+             fix them, or pass --allow-partial to score with the {} that loaded",
+            set.failures.len(),
+            set.failures.len() + set.workers.len(),
+            set.workers.len()
+        );
     }
     let scorer = Scorer::new(set, config);
 
@@ -263,7 +290,9 @@ fn serve(config: Config, plugins: &std::path::Path, listen: &str) -> anyhow::Res
         anyhow::Ok(())
     })?;
     eprintln!("vigil: draining and saving state");
-    server.stop();
+    // A supervisor must see a failed final save: the state since the last
+    // snapshot is lost.
+    server.stop()?;
     Ok(ExitCode::SUCCESS)
 }
 

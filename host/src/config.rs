@@ -20,6 +20,61 @@ pub struct Config {
     pub handles: Handles,
     pub engine: EngineConfig,
     pub guardrail: Guardrail,
+    pub ceilings: Ceilings,
+    pub plugin_files: PluginFiles,
+}
+
+/// Upper bounds the operator sets: a manifest chooses its limits within
+/// them, signed or not, and a manifest asking for more is refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ceilings {
+    pub time_per_batch_ms: u64,
+    pub memory_mb: u64,
+    pub log_lines_per_batch: u32,
+    pub log_bytes_per_batch: u32,
+    pub max_labels: u32,
+    pub max_label_bytes: u32,
+    pub max_reason_bytes: u32,
+    /// Host state entries and bytes one plugin may ask for.
+    pub state_entries: usize,
+    pub state_bytes: usize,
+}
+
+impl Default for Ceilings {
+    fn default() -> Self {
+        Self {
+            time_per_batch_ms: 10_000,
+            memory_mb: 512,
+            log_lines_per_batch: 1_000,
+            log_bytes_per_batch: 1 << 20,
+            max_labels: 64,
+            max_label_bytes: 512,
+            max_reason_bytes: 8 << 10,
+            state_entries: 4_000_000,
+            state_bytes: 1 << 30,
+        }
+    }
+}
+
+/// How plugin files are read from a plugin directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginFiles {
+    /// Largest accepted `NAME.wasm` (a Python component is about 20 MB).
+    pub max_wasm_bytes: u64,
+    /// Largest accepted `NAME.toml` and `NAME.sig`.
+    pub max_manifest_bytes: u64,
+    /// Symbolic links that resolve inside the plugin directory are followed
+    /// (a Kubernetes ConfigMap mount is made of them); links that lead out
+    /// of it are refused unless this is set.
+    pub follow_links_outside: bool,
+}
+
+impl Default for PluginFiles {
+    fn default() -> Self {
+        Self { max_wasm_bytes: 64 << 20, max_manifest_bytes: 256 << 10, follow_links_outside: false }
+    }
 }
 
 /// `POST /beta/litellm_basic_guardrail_api`: inline decisions for a LiteLLM
@@ -164,11 +219,28 @@ pub struct Input {
     pub max_prompt_bytes: usize,
     /// Longest accepted identity or other short string field, in bytes.
     pub max_field_bytes: usize,
+    /// A record more than this far ahead of the wall clock is bad input
+    /// (a timestamp in microseconds, or garbage): it would drag every
+    /// window it touches into the future.
+    pub max_future_ms: u64,
+    /// A record more than this far behind the latest event time accepted
+    /// so far (the stream's watermark) is bad input. 0: no limit.
+    pub max_lateness_ms: u64,
+    /// Request ids remembered to catch duplicates across batches (about
+    /// 48 bytes each). 0: duplicates are only caught within a batch.
+    pub recent_ids: usize,
 }
 
 impl Default for Input {
     fn default() -> Self {
-        Self { max_line_bytes: 1 << 20, max_prompt_bytes: 256 << 10, max_field_bytes: 1024 }
+        Self {
+            max_line_bytes: 1 << 20,
+            max_prompt_bytes: 256 << 10,
+            max_field_bytes: 1024,
+            max_future_ms: 86_400_000,
+            max_lateness_ms: 7 * 86_400_000,
+            recent_ids: 500_000,
+        }
     }
 }
 
@@ -192,6 +264,25 @@ pub struct Limits {
     /// First quarantine; doubles on each failed retry, up to the maximum.
     pub quarantine_backoff_ms: u64,
     pub quarantine_max_backoff_ms: u64,
+}
+
+impl Limits {
+    /// The first limit over its ceiling, said as an error.
+    pub fn over_ceilings(&self, c: &Ceilings) -> Option<String> {
+        let checks: [(&str, u64, u64); 7] = [
+            ("time_per_batch_ms", self.time_per_batch_ms, c.time_per_batch_ms),
+            ("memory_mb", self.memory_mb, c.memory_mb),
+            ("log_lines_per_batch", self.log_lines_per_batch.into(), c.log_lines_per_batch.into()),
+            ("log_bytes_per_batch", self.log_bytes_per_batch.into(), c.log_bytes_per_batch.into()),
+            ("max_labels", self.max_labels.into(), c.max_labels.into()),
+            ("max_label_bytes", self.max_label_bytes.into(), c.max_label_bytes.into()),
+            ("max_reason_bytes", self.max_reason_bytes.into(), c.max_reason_bytes.into()),
+        ];
+        checks
+            .iter()
+            .find(|(_, v, max)| v > max)
+            .map(|(k, v, max)| format!("{k} = {v} is over the operator's ceiling of {max} (config [ceilings])"))
+    }
 }
 
 impl Default for Limits {
@@ -223,6 +314,9 @@ pub struct StateBounds {
     pub max_value_bytes: usize,
     /// `vigil serve` snapshots host state this often (and on SIGTERM).
     pub snapshot_interval_s: u64,
+    /// The state of a plugin whose files left the directory is kept this
+    /// long (in case it comes back), then dropped.
+    pub removed_plugin_grace_s: u64,
 }
 
 impl Default for StateBounds {
@@ -232,6 +326,7 @@ impl Default for StateBounds {
             max_bytes_per_plugin: 256 << 20,
             max_value_bytes: 64 << 10,
             snapshot_interval_s: 60,
+            removed_plugin_grace_s: 3_600,
         }
     }
 }
@@ -258,6 +353,24 @@ pub struct Server {
     pub rescan_interval_s: u64,
     /// Flagged accounts kept for cases (`--cases`, `GET /v1/cases`).
     pub max_cases: usize,
+    /// Open connections; more are closed at once (and counted).
+    pub max_connections: usize,
+    /// A connection must send a request's headers within this (also the
+    /// idle timeout between requests on a kept-alive connection).
+    pub header_timeout_ms: u64,
+    /// A request's body must arrive within this.
+    pub body_timeout_ms: u64,
+    /// Requests parsed and scored at once; others wait (their bodies are
+    /// not read meanwhile, so memory stays bounded).
+    pub max_concurrent_requests: usize,
+    /// Records in one `POST /v1/score` body.
+    pub max_records_per_request: usize,
+    /// Bad records reported for one body under `skip`; past this the
+    /// whole body is refused.
+    pub max_errors_per_request: usize,
+    /// On SIGTERM, in-flight requests get this long to finish; then the
+    /// server stops waiting, saves host state and exits.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for Server {
@@ -272,6 +385,13 @@ impl Default for Server {
             reload_debounce_ms: 150,
             rescan_interval_s: 30,
             max_cases: 200_000,
+            max_connections: 1_000,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_concurrent_requests: 8,
+            max_records_per_request: 100_000,
+            max_errors_per_request: 1_000,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -303,12 +423,29 @@ impl Default for Handles {
 
 impl Config {
     /// Reads and validates a config file.
+    /// Relative paths in it are taken from the file's own directory, so a
+    /// config means the same thing whatever the working directory.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        Self::parse(&text).map_err(|e| match e {
+        let mut c = Self::parse(&text).map_err(|e| match e {
             Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
             other => other,
-        })
+        })?;
+        c.resolve_paths(path.parent().unwrap_or(Path::new("")));
+        Ok(c)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if !p.as_os_str().is_empty() && p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        self.trust.keys.iter_mut().for_each(fix);
+        self.trust.require_signatures_in.iter_mut().for_each(fix);
+        fix(&mut self.server.state_dir);
+        fix(&mut self.engine.cache_dir);
+        fix(&mut self.guardrail.exchange_log);
     }
 
     pub fn parse(text: &str) -> Result<Self, Error> {
@@ -353,6 +490,30 @@ impl Config {
         }
         if self.limits.time_per_batch_ms == 0 || self.limits.memory_mb == 0 {
             return bad("limits.time_per_batch_ms and limits.memory_mb must be positive".into());
+        }
+        if let Some(m) = self.limits.over_ceilings(&self.ceilings) {
+            return bad(format!("limits: {m}"));
+        }
+        let st = &self.state;
+        for (name, v, max) in [
+            ("state.max_entries_per_plugin", st.max_entries_per_plugin, self.ceilings.state_entries),
+            ("state.max_bytes_per_plugin", st.max_bytes_per_plugin, self.ceilings.state_bytes),
+        ] {
+            if v > max {
+                return bad(format!("{name} = {v} is over its ceiling of {max}"));
+            }
+        }
+        let sv = &self.server;
+        if sv.max_connections == 0 || sv.max_concurrent_requests == 0 || sv.max_records_per_request == 0 {
+            return bad(
+                "server.max_connections, max_concurrent_requests and max_records_per_request must be positive".into()
+            );
+        }
+        if sv.header_timeout_ms == 0 || sv.body_timeout_ms == 0 {
+            return bad("server.header_timeout_ms and body_timeout_ms must be positive".into());
+        }
+        if self.input.max_future_ms == 0 {
+            return bad("input.max_future_ms must be positive".into());
         }
         Ok(())
     }

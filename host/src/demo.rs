@@ -316,7 +316,7 @@ fn hot_patch(config: &Config, out_dir: &Path, seed: u64, term: &mut dyn Write) -
     let state_after = state_entries(&server.state);
     writeln!(term, "   after 2 more days, the patched set flags {} of {accounts}", after.len())?;
     writeln!(term, "   host state kept across the swap: {state_before} entries before, {state_after} after")?;
-    server.stop();
+    server.stop()?;
     Ok(Patch {
         accounts,
         flagged_before: before.len(),

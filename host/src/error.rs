@@ -78,11 +78,20 @@ pub struct PluginError {
     pub plugin: String,
     pub kind: ErrorKind,
     pub message: String,
+    /// The same files may load later: the failure came from the moment
+    /// (a full instance pool, a timeout under load), not from the files.
+    pub transient: bool,
 }
 
 impl PluginError {
     pub fn new(plugin: impl Into<String>, kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { plugin: plugin.into(), kind, message: message.into() }
+        Self { plugin: plugin.into(), kind, message: message.into(), transient: kind == ErrorKind::Timeout }
+    }
+
+    /// Marks the failure as one that may pass.
+    pub fn transient(mut self) -> Self {
+        self.transient = true;
+        self
     }
 }
 

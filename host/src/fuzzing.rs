@@ -8,7 +8,7 @@ use crate::record::{Line, LineReader, Record};
 /// Request parsing never panics; an error names a line; a record that
 /// parses respects the limits.
 pub fn record(data: &[u8]) {
-    let limits = Input { max_line_bytes: 4096, max_prompt_bytes: 512, max_field_bytes: 64 };
+    let limits = Input { max_line_bytes: 4096, max_prompt_bytes: 512, max_field_bytes: 64, ..Input::default() };
     let mut reader = LineReader::new(data, limits.max_line_bytes);
     let mut buf = Vec::new();
     while let Ok(Some(line)) = reader.next_line(&mut buf) {
@@ -21,8 +21,10 @@ pub fn record(data: &[u8]) {
             Err(e) => assert_eq!(e.line, n),
         }
     }
-    if let Ok(records) = crate::serve::parse_body(data, &limits) {
-        assert!(!records.is_empty());
+    let body = crate::body::BodyLimits { max_records: 64, max_errors: 8, stop_at_first_error: false };
+    if let Ok(records) = crate::body::parse_body(data, &limits, &body) {
+        assert!(!records.is_empty() && records.len() <= body.max_records);
+        assert!(records.iter().filter(|r| r.is_err()).count() <= body.max_errors);
     }
 }
 
@@ -31,7 +33,7 @@ pub fn manifest(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(m) = PluginManifest::parse("fuzz", text, &Limits::default()) {
+    if let Ok(m) = PluginManifest::parse("fuzz", text, &Limits::default(), &Default::default()) {
         assert!((0.0..=1.0).contains(&m.raw.weight));
         assert!(m.limits.time_per_batch_ms > 0);
         assert!(serde_json::from_str::<serde_json::Value>(&m.config_json).is_ok());

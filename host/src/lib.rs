@@ -5,7 +5,9 @@
 //! -> verdicts out. `registry` loads the plugin set from a directory with
 //! each plugin's `manifest`; `cli` is the command line.
 
+pub mod admit;
 pub mod batch;
+pub mod body;
 pub mod bundled;
 pub mod cases;
 pub mod check;
@@ -19,6 +21,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod guardrail;
 pub mod handles;
+pub mod http;
 pub mod manifest;
 pub mod metrics;
 mod output;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Limits;
+use crate::config::{Ceilings, Limits};
 use crate::error::{ErrorKind, PluginError};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,7 +198,8 @@ impl Grants {
     }
 }
 
-/// A manifest checked and resolved against the host's default limits.
+/// A manifest checked and resolved against the host's default limits and
+/// the operator's ceilings.
 #[derive(Debug, Clone)]
 pub struct PluginManifest {
     pub raw: Manifest,
@@ -209,7 +210,7 @@ pub struct PluginManifest {
 }
 
 impl PluginManifest {
-    pub fn parse(plugin: &str, text: &str, defaults: &Limits) -> Result<Self, PluginError> {
+    pub fn parse(plugin: &str, text: &str, defaults: &Limits, ceilings: &Ceilings) -> Result<Self, PluginError> {
         let err = |m: String| PluginError::new(plugin, ErrorKind::Manifest, m);
         let raw: Manifest = toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_string()))?;
         if raw.version.trim().is_empty() {
@@ -248,6 +249,19 @@ impl PluginManifest {
         if limits.time_per_batch_ms == 0 || limits.memory_mb == 0 {
             return Err(err("`limits.time_per_batch_ms` and `limits.memory_mb` must be positive".into()));
         }
+        if let Some(m) = limits.over_ceilings(ceilings) {
+            return Err(err(format!("limits.{m}")));
+        }
+        for (k, v, max) in [
+            ("state_entries", o.state_entries, ceilings.state_entries),
+            ("state_bytes", o.state_bytes, ceilings.state_bytes),
+        ] {
+            if let Some(v) = v.filter(|v| *v > max) {
+                return Err(err(format!(
+                    "`limits.{k} = {v}` is over the operator's ceiling of {max} (config [ceilings])"
+                )));
+            }
+        }
         let config_json = serde_json::to_string(&raw.config).map_err(|e| err(format!("`config`: {e}")))?;
         Ok(Self { raw, grants, limits, config_json })
     }
@@ -258,7 +272,7 @@ mod tests {
     use super::*;
 
     fn parse(t: &str) -> Result<PluginManifest, PluginError> {
-        PluginManifest::parse("p", t, &Limits::default())
+        PluginManifest::parse("p", t, &Limits::default(), &Ceilings::default())
     }
 
     #[test]
@@ -305,5 +319,18 @@ mod tests {
         assert!(parse("version = \"1\"\nmode = \"loud\"").unwrap_err().message.contains("mode"));
         assert!(parse("grants = []").unwrap_err().message.contains("version"));
         assert!(parse("version = \"1\"\ntimeout = 5").unwrap_err().message.contains("timeout"));
+    }
+
+    #[test]
+    fn a_manifest_cannot_exceed_the_operators_ceilings() {
+        let e = parse("version = \"1\"\n[limits]\ntime_per_batch_ms = 3600000").unwrap_err();
+        assert!(e.message.contains("time_per_batch_ms = 3600000") && e.message.contains("ceiling"), "{e}");
+        let e = parse("version = \"1\"\n[limits]\nmemory_mb = 4096").unwrap_err();
+        assert!(e.message.contains("memory_mb"), "{e}");
+        let e = parse("version = \"1\"\n[limits]\nstate_bytes = 100000000000").unwrap_err();
+        assert!(e.message.contains("state_bytes"), "{e}");
+        // Within them, a manifest chooses.
+        let m = parse("version = \"1\"\n[limits]\ntime_per_batch_ms = 9000\nmemory_mb = 256").unwrap();
+        assert_eq!((m.limits.time_per_batch_ms, m.limits.memory_mb), (9000, 256));
     }
 }

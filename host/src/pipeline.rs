@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::admit::{Admission, Origin};
 use crate::batch::Batch;
 use crate::combine::{Decision, PluginResult, Verdict, verdicts};
 use crate::config::{BadInputPolicy, Config, Input, Scoring};
@@ -310,7 +311,7 @@ fn read_batches<R: BufRead>(
     let mut lines = LineReader::new(input, opts.input.max_line_bytes);
     let mut buf = Vec::new();
     let mut batch = Vec::with_capacity(opts.batch_size);
-    let mut ids = DuplicateIds::new("line");
+    let mut admission = Admission::new(&opts.input);
     let (mut bad_lines, mut blank) = (0u64, 0u64);
     loop {
         let line = lines.next_line(&mut buf).map_err(|e| Error::io("reading input", e))?;
@@ -326,14 +327,13 @@ fn read_batches<R: BufRead>(
                     blank += 1;
                     continue;
                 }
-                Record::parse(&buf, n, &opts.input).and_then(|r| ids.check(r, n))
+                Record::parse(&buf, n, &opts.input).and_then(|r| admission.admit(&r, Origin::Line(n)).map(|()| r))
             }
         };
         match parsed {
             Ok(r) => {
                 batch.push(r);
                 if batch.len() == opts.batch_size {
-                    ids.clear();
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(opts.batch_size));
                     if tx.send(Msg::Batch(full)).is_err() {
                         return Ok((bad_lines, blank));
@@ -358,38 +358,6 @@ fn read_batches<R: BufRead>(
         let _ = tx.send(Msg::Batch(batch));
     }
     Ok((bad_lines, blank))
-}
-
-/// Request ids must be unique; within a batch a repeat is bad input (the
-/// first occurrence is kept). Bounded: forgotten when the batch is sent.
-pub struct DuplicateIds {
-    seen: std::collections::HashMap<String, u64>,
-    /// "line" or "record", for the message.
-    unit: &'static str,
-}
-
-impl DuplicateIds {
-    pub fn new(unit: &'static str) -> Self {
-        Self { seen: Default::default(), unit }
-    }
-
-    pub fn check(&mut self, r: Record, line: u64) -> Result<Record, BadInput> {
-        match self.seen.get(&r.id) {
-            Some(first) => Err(BadInput {
-                line,
-                field: Some("id".into()),
-                message: format!("duplicate id {:?} in the same batch (first at {} {first})", r.id, self.unit),
-            }),
-            None => {
-                self.seen.insert(r.id.clone(), line);
-                Ok(r)
-            }
-        }
-    }
-
-    pub fn clear(&mut self) {
-        self.seen.clear();
-    }
 }
 
 fn write_verdicts<W: Write>(output: W, rx: mpsc::Receiver<Vec<Verdict>>) -> Result<(), Error> {

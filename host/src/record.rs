@@ -52,7 +52,8 @@ pub struct Record {
 }
 
 impl Record {
-    /// Parses one line. `line` is 1-based, for the error.
+    /// Parses one line: exactly one JSON object. `line` is 1-based, for
+    /// the error.
     pub fn parse(text: &[u8], line: u64, limits: &Input) -> Result<Record, BadInput> {
         let bad = |field: Option<&str>, message: String| BadInput { line, field: field.map(str::to_string), message };
         if text.len() > limits.max_line_bytes {
@@ -61,31 +62,46 @@ impl Record {
                 format!("line is {} bytes, over the limit of {}", text.len(), limits.max_line_bytes),
             ));
         }
-        let text =
-            std::str::from_utf8(text).map_err(|e| bad(None, format!("not valid UTF-8 at byte {}", e.valid_up_to())))?;
-        // Fast path without path tracking; on error, parse again to name the field.
-        let rec: Record = match serde_json::from_str(text) {
-            Ok(r) => r,
-            Err(_) => {
-                let de = &mut serde_json::Deserializer::from_str(text);
-                match serde_path_to_error::deserialize::<_, Record>(de) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let path = e.path().to_string();
-                        let inner = e.into_inner();
-                        let msg = strip_position(&inner.to_string());
-                        let field = if path == "." || path == "?" || path.is_empty() {
-                            missing_field(&msg)
-                        } else {
-                            Some(path)
-                        };
-                        return Err(bad(field.as_deref(), msg));
-                    }
-                }
+        // Fast path: valid UTF-8, one record, nothing after it.
+        let utf8 = std::str::from_utf8(text);
+        if let Ok(t) = utf8 {
+            let mut de = serde_json::Deserializer::from_str(t);
+            if let Ok(r) = Record::deserialize(&mut de).and_then(|r| de.end().map(|()| r)) {
+                r.check(limits).map_err(|(f, m)| bad(Some(f), m))?;
+                return Ok(r);
             }
-        };
-        rec.check(limits).map_err(|(f, m)| bad(Some(f), m))?;
-        Ok(rec)
+        }
+        // Slow path, to say what is wrong and where: parse again tracking
+        // the field (from bytes, so invalid UTF-8 is found inside its field).
+        let mut de = serde_json::Deserializer::from_slice(text);
+        match serde_path_to_error::deserialize::<_, Record>(&mut de) {
+            Err(e) => {
+                let path = e.path().to_string();
+                let mut msg = strip_position(&e.into_inner().to_string());
+                if utf8.is_err() && msg.contains("unicode") {
+                    msg = format!("not valid UTF-8 ({msg})");
+                }
+                let field =
+                    if path == "." || path == "?" || path.is_empty() { missing_field(&msg) } else { Some(path) };
+                Err(bad(field.as_deref(), msg))
+            }
+            // The record itself parsed: what is wrong comes after it, or
+            // lies outside the fields vigil reads.
+            Ok(_) => match (de.end(), utf8) {
+                (Err(_), _) => Err(bad(
+                    None,
+                    "more than one JSON value on the line (or text after the record): a line holds exactly one record"
+                        .into(),
+                )),
+                (Ok(()), Err(e)) => Err(bad(
+                    None,
+                    format!("not valid UTF-8 at byte {} (outside the fields vigil reads)", e.valid_up_to()),
+                )),
+                // Not reached (the fast path accepts such a line), but input
+                // never panics the host.
+                (Ok(()), Ok(_)) => Err(bad(None, "not a valid record".into())),
+            },
+        }
     }
 
     pub(crate) fn check(&self, limits: &Input) -> Result<(), (&'static str, String)> {
@@ -151,6 +167,9 @@ fn missing_field(msg: &str) -> Option<String> {
     Some(rest[..rest.find('`')?].to_string())
 }
 
+/// The UTF-8 byte-order mark.
+pub const BOM: &[u8] = b"\xef\xbb\xbf";
+
 /// Reads lines of at most `max` bytes without ever buffering more: a longer
 /// line is consumed to its end and reported as too long.
 pub struct LineReader<R> {
@@ -201,6 +220,11 @@ impl<R: BufRead> LineReader<R> {
         if buf.last() == Some(&b'\r') {
             buf.pop();
         }
+        // A byte-order mark (Windows tools write one) is not part of the
+        // first record.
+        if self.line_no == 1 && buf.starts_with(BOM) {
+            buf.drain(..BOM.len());
+        }
         if total > self.max {
             buf.clear();
             return Ok(Some(Line::TooLong(self.line_no, total)));
@@ -247,7 +271,38 @@ mod tests {
         assert_eq!(e.field, None);
         assert_eq!(e.to_string().split(':').next().unwrap(), "line 7");
         let e = Record::parse(b"{\"id\":\"\xff\"}", 3, &Input::default()).unwrap_err();
-        assert!(e.message.contains("UTF-8"));
+        assert!(e.message.contains("UTF-8"), "{e}");
+        // The field with the bad bytes is named.
+        let e = Record::parse(
+            b"{\"id\":\"r\",\"ts_ms\":1,\"account\":\"a\",\"prompt\":\"\xff\xfe\"}",
+            3,
+            &Input::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("prompt"), "{e}");
+        assert!(e.message.contains("UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn a_line_holds_exactly_one_record() {
+        for line in [
+            r#"{"id":"t4","ts_ms":1,"account":"a"} {"id":"t5","ts_ms":1,"account":"b"}"#,
+            "{\"id\":\"t4\",\"ts_ms\":1,\"account\":\"a\"}\r{\"id\":\"t5\",\"ts_ms\":1,\"account\":\"b\"}",
+            r#"{"id":"t4","ts_ms":1,"account":"a"} trailing"#,
+        ] {
+            let e = parse(line).unwrap_err();
+            assert!(e.message.contains("exactly one record"), "{line}: {e}");
+        }
+        parse("{\"id\":\"t4\",\"ts_ms\":1,\"account\":\"a\"}  \t").unwrap();
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_cost_the_first_record() {
+        let data = b"\xef\xbb\xbf{\"id\":\"r\",\"ts_ms\":1,\"account\":\"a\"}\n".to_vec();
+        let mut r = LineReader::new(&data[..], 1024);
+        let mut buf = Vec::new();
+        assert!(matches!(r.next_line(&mut buf).unwrap(), Some(Line::Text(1))));
+        assert_eq!(Record::parse(&buf, 1, &Input::default()).unwrap().id, "r");
     }
 
     #[test]

@@ -6,14 +6,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, PluginFiles as PluginFilesConfig};
 use crate::engine::Runtime;
 use crate::error::{ErrorKind, PluginError};
 use crate::manifest::Mode;
 use crate::state::StateStore;
 use crate::trust::Trust;
-use crate::worker::{PluginVersion, Worker};
+use crate::worker::{PluginVersion, Worker, sha256_hex};
 use serde::Serialize;
 
 /// Loaded plugins, sorted by name, and the ones that failed to load.
@@ -37,11 +38,23 @@ pub struct PluginFiles {
     pub sig: Option<Vec<u8>>,
 }
 
+/// Which files a plugin version was made from (sha256 hex of each).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Fingerprint {
+    pub wasm: String,
+    pub manifest: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sig: Option<String>,
+}
+
 impl PluginFiles {
     /// Identifies exactly these files (wasm, manifest and signature).
-    pub fn fingerprint(&self) -> (String, String) {
-        let sig = self.sig.as_deref().map(crate::worker::sha256_hex).unwrap_or_default();
-        (crate::worker::sha256_hex(&self.wasm), format!("{}{sig}", crate::worker::sha256_hex(self.manifest.as_bytes())))
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint {
+            wasm: sha256_hex(&self.wasm),
+            manifest: sha256_hex(self.manifest.as_bytes()),
+            sig: self.sig.as_deref().map(sha256_hex),
+        }
     }
 }
 
@@ -50,9 +63,66 @@ pub fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// Reads one plugin file: only a regular file, at most `max` bytes, and
+/// (unless `limits.follow_links_outside`) not through a link that leads out
+/// of `dir`. A FIFO, a device or a directory under a plugin's name is
+/// refused without being read, so it cannot wedge or flood the reader.
+/// `Ok(None)`: no such file.
+pub fn read_plugin_file(
+    dir: &Path,
+    file: &str,
+    max: u64,
+    limits: &PluginFilesConfig,
+) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(file);
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{file}: {e}")),
+    };
+    let target = if meta.file_type().is_symlink() {
+        let target = std::fs::canonicalize(&path).map_err(|e| format!("{file}: a link that does not resolve ({e})"))?;
+        let root = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if !target.starts_with(&root) && !limits.follow_links_outside {
+            return Err(format!(
+                "{file} is a link that leads out of the plugin directory: refused \
+                 (set plugin_files.follow_links_outside = true to allow)"
+            ));
+        }
+        target
+    } else {
+        path
+    };
+    // Non-blocking, so opening a FIFO returns at once instead of waiting
+    // for a writer; the type check below then refuses it.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_NOFOLLOW)
+        .open(&target)
+        .map_err(|e| format!("{file}: {e}"))?;
+    let meta = f.metadata().map_err(|e| format!("{file}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{file} is not a regular file: refused"));
+    }
+    if meta.len() > max {
+        return Err(format!("{file} is {} bytes, over the limit of {max}", meta.len()));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    f.take(max + 1).read_to_end(&mut buf).map_err(|e| format!("{file}: {e}"))?;
+    if buf.len() as u64 > max {
+        return Err(format!("{file} grew past the limit of {max} bytes while being read: refused"));
+    }
+    Ok(Some(buf))
+}
+
 /// Reads the plugin pairs of `dir`. A `.wasm` without a manifest (or the
 /// reverse), or an unreadable file, is a failure naming the plugin.
-pub fn read_dir(dir: &Path) -> Result<(Vec<PluginFiles>, Vec<PluginError>), std::io::Error> {
+pub fn read_dir(
+    dir: &Path,
+    limits: &PluginFilesConfig,
+) -> Result<(Vec<PluginFiles>, Vec<PluginError>), std::io::Error> {
     let mut names = std::collections::BTreeSet::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -66,39 +136,31 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<PluginFiles>, Vec<PluginError>), std:
     let mut files = Vec::new();
     let mut failures = Vec::new();
     for name in names {
-        let fail = |kind, m: String| PluginError::new(&name, kind, m);
-        if !valid_name(&name) {
-            failures.push(fail(ErrorKind::Load, "plugin names are letters, digits, '-' and '_' (at most 64)".into()));
-            continue;
+        match read_plugin(dir, &name, limits) {
+            Ok(f) => files.push(f),
+            Err(e) => failures.push(e),
         }
-        let wasm_path = dir.join(format!("{name}.wasm"));
-        let toml_path = dir.join(format!("{name}.toml"));
-        let wasm = match std::fs::read(&wasm_path) {
-            Ok(w) => w,
-            Err(e) => {
-                failures.push(fail(ErrorKind::Load, format!("{}: {e}", wasm_path.display())));
-                continue;
-            }
-        };
-        let manifest = match std::fs::read_to_string(&toml_path) {
-            Ok(m) => m,
-            Err(e) => {
-                failures.push(fail(ErrorKind::Manifest, format!("{}: {e}", toml_path.display())));
-                continue;
-            }
-        };
-        let sig_path = dir.join(format!("{name}.sig"));
-        let sig = match std::fs::read(&sig_path) {
-            Ok(s) => Some(s),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                failures.push(fail(ErrorKind::Signature, format!("{}: {e}", sig_path.display())));
-                continue;
-            }
-        };
-        files.push(PluginFiles { name, wasm, manifest, sig });
     }
     Ok((files, failures))
+}
+
+/// Reads `NAME.wasm`, `NAME.toml` and (if present) `NAME.sig` from `dir`.
+pub fn read_plugin(dir: &Path, name: &str, limits: &PluginFilesConfig) -> Result<PluginFiles, PluginError> {
+    let fail = |kind, m: String| PluginError::new(name, kind, m);
+    if !valid_name(name) {
+        return Err(fail(ErrorKind::Load, "plugin names are letters, digits, '-' and '_' (at most 64)".into()));
+    }
+    let read = |ext: &str, max: u64| read_plugin_file(dir, &format!("{name}.{ext}"), max, limits);
+    let wasm = read("wasm", limits.max_wasm_bytes)
+        .map_err(|m| fail(ErrorKind::Load, m))?
+        .ok_or_else(|| fail(ErrorKind::Load, format!("{name}.wasm is missing")))?;
+    let manifest = read("toml", limits.max_manifest_bytes)
+        .map_err(|m| fail(ErrorKind::Manifest, m))?
+        .ok_or_else(|| fail(ErrorKind::Manifest, format!("{name}.toml is missing: a plugin needs its manifest")))?;
+    let manifest =
+        String::from_utf8(manifest).map_err(|_| fail(ErrorKind::Manifest, format!("{name}.toml is not UTF-8 text")))?;
+    let sig = read("sig", limits.max_manifest_bytes).map_err(|m| fail(ErrorKind::Signature, m))?;
+    Ok(PluginFiles { name: name.to_string(), wasm, manifest, sig })
 }
 
 /// The plugins built into this binary.
@@ -114,26 +176,36 @@ pub fn bundled() -> Vec<PluginFiles> {
         .collect()
 }
 
-/// Loads each plugin and starts its worker. `trust` is checked first
-/// (`None`: built-in plugins, trusted by construction).
+/// The config's trust policy, with the bundled plugins trusted as built
+/// (the same name, wasm and manifest; a changed manifest needs a signature
+/// where signatures are required).
+pub fn trust_policy(config: &Config) -> Result<Trust, crate::error::Error> {
+    let builtin = crate::bundled::BUNDLED
+        .iter()
+        .map(|(name, wasm, manifest)| (name.to_string(), sha256_hex(wasm), sha256_hex(manifest.as_bytes())))
+        .collect();
+    Ok(Trust::from_config(&config.trust)?.with_builtin(builtin))
+}
+
+/// Loads each plugin and starts its worker, after checking `trust` (`dir`:
+/// where the files came from, for per-directory signature policies).
 pub fn load(
     runtime: &Runtime,
     config: &Config,
     state: &StateStore,
     files: Vec<PluginFiles>,
-    trust: Option<(&Trust, &Path)>,
+    trust: &Trust,
+    dir: Option<&Path>,
 ) -> PluginSet {
     let mut set = PluginSet { workers: Vec::new(), failures: Vec::new() };
     for f in files {
-        if let Some((t, dir)) = trust
-            && let Err(e) = t.check(&f.name, Some(dir), &f.wasm, f.manifest.as_bytes(), f.sig.as_deref())
-        {
+        if let Err(e) = trust.check(&f.name, dir, &f.wasm, f.manifest.as_bytes(), f.sig.as_deref()) {
             tracing::error!(plugin = %e.plugin, kind = %e.kind, "not loaded: {}", e.message);
             set.failures.push(e);
             continue;
         }
         let ns = state.namespace(&f.name);
-        match PluginVersion::load(runtime, &f.name, &f.wasm, &f.manifest, &config.limits, ns.clone()) {
+        match PluginVersion::load(runtime, &f.name, &f.wasm, &f.manifest, config, ns.clone()) {
             Ok((plugin, seed)) => {
                 let name = &*plugin.name;
                 tracing::info!(plugin = name, version = &*plugin.version, digest = &*plugin.digest, "loaded");
@@ -156,15 +228,16 @@ pub fn load_dir(
     state: &StateStore,
     dir: Option<&Path>,
 ) -> Result<PluginSet, crate::error::Error> {
-    let trust = Trust::from_config(&config.trust)?;
+    let trust = trust_policy(config)?;
     let (files, failures) = match dir {
-        Some(d) => read_dir(d).map_err(|e| crate::error::Error::io(format!("plugin directory {}", d.display()), e))?,
+        Some(d) => read_dir(d, &config.plugin_files)
+            .map_err(|e| crate::error::Error::io(format!("plugin directory {}", d.display()), e))?,
         None => (bundled(), Vec::new()),
     };
     for e in &failures {
         tracing::error!(plugin = %e.plugin, kind = %e.kind, "not loaded: {}", e.message);
     }
-    let mut set = load(runtime, config, state, files, dir.map(|d| (&trust, d)));
+    let mut set = load(runtime, config, state, files, &trust, dir);
     set.failures.splice(0..0, failures);
     Ok(set)
 }
@@ -219,9 +292,12 @@ struct Slot {
     mode_override: Option<Mode>,
     loaded_at: Option<u64>,
     last_error: Option<String>,
-    /// (wasm sha256, manifest sha256) of the files last tried, good or bad,
-    /// so unchanged broken files are not retried on every event.
-    tried: Option<(String, String)>,
+    /// The files last tried, good or bad, so unchanged broken files are
+    /// not tried again on every event.
+    tried: Option<Fingerprint>,
+    /// When a failure that may pass (a full instance pool, a timeout under
+    /// load) is to be tried again, and the backoff after that.
+    retry: Option<(Instant, Duration)>,
 }
 
 /// The plugin set of a running host: the snapshot scoring reads, and the
@@ -247,11 +323,15 @@ impl Registry {
     pub fn fixed(set: PluginSet) -> Self {
         let r = Self::new();
         for w in set.workers {
-            let (wasm, manifest) = (w.plugin.wasm_sha256.clone(), w.plugin.manifest_sha256.clone());
-            r.install(Arc::new(w), (wasm, manifest));
+            let tried = Fingerprint {
+                wasm: w.plugin.wasm_sha256.clone(),
+                manifest: w.plugin.manifest_sha256.clone(),
+                sig: None,
+            };
+            r.install(Arc::new(w), tried);
         }
         for e in set.failures {
-            r.record_failure(&e.plugin, &e.to_string(), None);
+            r.record_failure(&e.plugin, &e.to_string(), None, false);
         }
         r
     }
@@ -283,9 +363,25 @@ impl Registry {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// The files (shas) last tried for `name`, if any.
-    pub fn tried(&self, name: &str) -> Option<(String, String)> {
+    /// The files last tried for `name`, if any.
+    pub fn tried(&self, name: &str) -> Option<Fingerprint> {
         self.slots().get(name).and_then(|s| s.tried.clone())
+    }
+
+    /// Whether `name`'s last attempt failed in a way worth retrying now.
+    pub fn retry_due(&self, name: &str, now: Instant) -> bool {
+        self.slots().get(name).and_then(|s| s.retry).is_some_and(|(at, _)| at <= now)
+    }
+
+    /// The next time a failed plugin is due to be tried again.
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.slots().values().filter_map(|s| s.retry.map(|r| r.0)).min()
+    }
+
+    /// Whether `name`'s files were tried and did not load (what a forced
+    /// reload, SIGHUP, tries again).
+    pub fn failed(&self, name: &str) -> bool {
+        self.slots().get(name).is_some_and(|s| s.last_error.is_some())
     }
 
     pub fn active(&self, name: &str) -> Option<Arc<Worker>> {
@@ -294,7 +390,7 @@ impl Registry {
 
     /// Makes `worker` the active version of its plugin; the one it replaces
     /// is kept for rollback. New files supersede any API mode change.
-    pub fn install(&self, worker: Arc<Worker>, tried: (String, String)) -> Option<Arc<Worker>> {
+    pub fn install(&self, worker: Arc<Worker>, tried: Fingerprint) -> Option<Arc<Worker>> {
         let mut slots = self.slots();
         let name = worker.plugin.name.to_string();
         let slot = slots.entry(name).or_default();
@@ -306,15 +402,26 @@ impl Registry {
         slot.loaded_at = Some(now_ms());
         slot.last_error = None;
         slot.tried = Some(tried);
+        slot.retry = None;
         self.publish(&slots);
         old
     }
 
-    /// A version that failed to load; the running one (if any) keeps serving.
-    pub fn record_failure(&self, name: &str, error: &str, tried: Option<(String, String)>) {
+    /// A version that failed to load; the running one (if any) keeps
+    /// serving. A `transient` failure is tried again later, with a backoff
+    /// that doubles (1 s to 5 min) while it keeps failing.
+    pub fn record_failure(&self, name: &str, error: &str, tried: Option<Fingerprint>, transient: bool) {
         let mut slots = self.slots();
         let slot = slots.entry(name.to_string()).or_default();
+        let same_files = tried.is_some() && slot.tried == tried;
         slot.last_error = Some(error.to_string());
+        slot.retry = transient.then(|| {
+            let backoff = match slot.retry {
+                Some((_, b)) if same_files => (b * 2).min(Duration::from_secs(300)),
+                _ => Duration::from_secs(1),
+            };
+            (Instant::now() + backoff, backoff)
+        });
         if tried.is_some() {
             slot.tried = tried;
         }

@@ -19,10 +19,10 @@ use crate::error::{ErrorKind, PluginError};
 use crate::handles::Hasher64;
 use crate::metrics::Metrics;
 use crate::pipeline::run_plugins;
-use crate::registry::{PluginFiles, Registry, now_ms, read_dir};
+use crate::registry::{Fingerprint, PluginFiles, Registry, now_ms, read_dir};
 use crate::state::{Namespace, StateStore};
 use crate::trust::Trust;
-use crate::worker::{PluginVersion, Worker};
+use crate::worker::{PluginVersion, Worker, sha256_hex};
 
 /// An append-only NDJSON log of reloads and admin actions.
 pub struct Audit {
@@ -30,8 +30,12 @@ pub struct Audit {
 }
 
 impl Audit {
-    pub fn open(path: &Path) -> std::io::Result<Self> {
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    pub fn open(path: &Path) -> Result<Self, crate::error::Error> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| crate::error::Error::io(format!("audit log {}", path.display()), e))?;
         Ok(Self { file: Mutex::new(Some(f)) })
     }
 
@@ -87,7 +91,7 @@ impl Reloader {
         audit: Arc<Audit>,
     ) -> Result<Self, crate::error::Error> {
         let hasher = Hasher64::new(config.handle_key().expect("validated config"));
-        let trust = Trust::from_config(&config.trust)?;
+        let trust = crate::registry::trust_policy(&config)?;
         Ok(Self {
             dir,
             runtime,
@@ -103,11 +107,13 @@ impl Reloader {
         })
     }
 
-    /// Brings the registry in line with the directory. Returns what changed.
-    pub fn reload_all(&self, cause: &str) -> Vec<(String, Outcome)> {
+    /// Brings the registry in line with the directory. Unchanged files are
+    /// not tried again, except a failure that may pass once its backoff is
+    /// over, or any failure when `force` (SIGHUP). Returns what changed.
+    pub fn reload_all(&self, cause: &str, force: bool) -> Vec<(String, Outcome)> {
         let _one_at_a_time = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         let mut outcomes = Vec::new();
-        let (files, read_failures) = match read_dir(&self.dir) {
+        let (files, read_failures) = match read_dir(&self.dir, &self.config.plugin_files) {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(dir = %self.dir.display(), "cannot read the plugin directory: {e}");
@@ -119,6 +125,8 @@ impl Reloader {
         for name in self.registry.names() {
             if !present.contains(&name) {
                 let old = self.registry.remove(&name);
+                // Kept for a grace period in case the plugin comes back.
+                self.state.retire(&name);
                 self.audit.record(json!({"event": "reload", "cause": cause, "plugin": name, "outcome": "removed",
                     "old_sha256": old.as_ref().map(|w| w.plugin.wasm_sha256.clone())}));
                 self.metrics.add(
@@ -129,27 +137,31 @@ impl Reloader {
                 outcomes.push((name, Outcome::Removed));
             }
         }
+        let now = std::time::Instant::now();
         for e in read_failures {
             // No files to hash: remember the error itself, to report it once.
-            let tried = ("unreadable".to_string(), e.message.clone());
-            if self.registry.tried(&e.plugin).as_ref() != Some(&tried) {
+            let tried =
+                Fingerprint { wasm: "unreadable".into(), manifest: sha256_hex(e.message.as_bytes()), sig: None };
+            if self.registry.tried(&e.plugin).as_ref() != Some(&tried) || force {
                 self.fail(cause, &e, Some(tried));
                 outcomes.push((e.plugin.clone(), Outcome::Failed(e.kind)));
             }
         }
         for f in files {
             let shas = f.fingerprint();
-            if self.registry.tried(&f.name).as_ref() == Some(&shas) {
-                continue; // unchanged since the last attempt, good or bad
+            let unchanged = self.registry.tried(&f.name).as_ref() == Some(&shas);
+            let again = (force && self.registry.failed(&f.name)) || self.registry.retry_due(&f.name, now);
+            if unchanged && !again {
+                continue;
             }
-            match self.load_one(&f, &shas.0.clone()) {
+            match self.load_one(&f, &shas.wasm) {
                 Ok(worker) => {
                     let new = worker.plugin.clone();
-                    let old = self.registry.install(Arc::new(worker), shas);
+                    let old = self.registry.install(Arc::new(worker), shas.clone());
                     self.audit.record(json!({"event": "reload", "cause": cause, "plugin": f.name, "outcome": "loaded",
                         "old_sha256": old.as_ref().map(|w| w.plugin.wasm_sha256.clone()),
                         "old_manifest_sha256": old.as_ref().map(|w| w.plugin.manifest_sha256.clone()),
-                        "new_sha256": new.wasm_sha256, "new_manifest_sha256": new.manifest_sha256,
+                        "new_sha256": shas.wasm, "new_manifest_sha256": shas.manifest, "new_sig_sha256": shas.sig,
                         "version": &*new.version, "digest": &*new.digest}));
                     self.metrics.add(
                         "vigil_reloads_total",
@@ -168,24 +180,31 @@ impl Reloader {
         outcomes
     }
 
-    fn fail(&self, cause: &str, e: &PluginError, shas: Option<(String, String)>) {
+    /// When the next failed plugin is due to be tried again.
+    pub fn next_retry(&self) -> Option<std::time::Instant> {
+        self.registry.next_retry()
+    }
+
+    fn fail(&self, cause: &str, e: &PluginError, shas: Option<Fingerprint>) {
         let serving = self.registry.active(&e.plugin);
-        tracing::error!(plugin = %e.plugin, kind = %e.kind, still_serving = serving.is_some(), "reload failed: {}", e.message);
+        tracing::error!(plugin = %e.plugin, kind = %e.kind, still_serving = serving.is_some(), retry = e.transient,
+            "reload failed: {}", e.message);
         self.audit.record(json!({"event": "reload", "cause": cause, "plugin": e.plugin, "outcome": "failed",
-            "kind": e.kind, "error": e.message,
-            "new_sha256": shas.as_ref().map(|s| s.0.clone()), "new_manifest_sha256": shas.as_ref().map(|s| s.1.clone()),
+            "kind": e.kind, "error": e.message, "will_retry": e.transient,
+            "new_sha256": shas.as_ref().map(|s| s.wasm.clone()),
+            "new_manifest_sha256": shas.as_ref().map(|s| s.manifest.clone()),
+            "new_sig_sha256": shas.as_ref().and_then(|s| s.sig.clone()),
             "still_serving": serving.as_ref().map(|w| w.plugin.wasm_sha256.clone())}));
         self.metrics.add("vigil_reloads_total", vec![("plugin", e.plugin.clone()), ("outcome", "failed".into())], 1.0);
-        self.registry.record_failure(&e.plugin, &format!("{}: {}", e.kind, e.message), shas);
+        self.registry.record_failure(&e.plugin, &format!("{}: {}", e.kind, e.message), shas, e.transient);
     }
 
     /// Compile (or reuse), instantiate, init and smoke-test a candidate on a
     /// throwaway state namespace, then start its real worker.
     fn load_one(&self, f: &PluginFiles, wasm_sha: &str) -> Result<Worker, PluginError> {
-        let limits = &self.config.limits;
         // Before anything from the files runs, or is even compiled.
         self.trust.check(&f.name, Some(&self.dir), &f.wasm, f.manifest.as_bytes(), f.sig.as_deref())?;
-        crate::manifest::PluginManifest::parse(&f.name, &f.manifest, limits)?;
+        crate::manifest::PluginManifest::parse(&f.name, &f.manifest, &self.config.limits, &self.config.ceilings)?;
         let cached = self.compiled.lock().unwrap_or_else(|e| e.into_inner()).get(wasm_sha).cloned();
         let pre = match cached {
             Some(p) => p,
@@ -206,16 +225,19 @@ impl Reloader {
             pre,
             wasm_sha.to_string(),
             &f.manifest,
-            limits,
+            &self.config,
             scratch.clone(),
         )?;
         let trial = Worker::spawn(version.clone(), seed, scratch);
         let batch = Arc::new(Batch::new(smoke_records(), &self.hasher));
         let outcome = run_plugins(std::iter::once(&trial), &batch).pop().expect("one outcome");
-        if let Err(e) = outcome.result {
-            return Err(PluginError::new(&f.name, e.kind, format!("smoke batch: {}", e.message)));
+        // The trial's instance is freed before the real one is made, so a
+        // reload never needs more than one spare pool slot.
+        trial.stop();
+        if let Err(mut e) = outcome.result {
+            e.message = format!("smoke batch: {}", e.message);
+            return Err(e);
         }
-        drop(trial);
         version.start(self.state.namespace(&f.name))
     }
 }
@@ -224,7 +246,8 @@ impl Reloader {
 pub enum Trigger {
     /// Something changed in the directory (debounced).
     Files,
-    /// SIGHUP or an explicit request: reload now.
+    /// SIGHUP or an explicit request: reload now, and try every plugin that
+    /// failed again even if its files did not change.
     Now(&'static str),
     Stop,
 }
@@ -246,12 +269,20 @@ pub fn spawn(reloader: Arc<Reloader>, debounce: Duration, rescan: Option<Duratio
 }
 
 fn reload_loop(r: &Reloader, rx: Receiver<Trigger>, debounce: Duration, rescan: Option<Duration>) {
-    let wait = rescan.unwrap_or(Duration::from_secs(3600 * 24 * 365));
+    let rescan = rescan.unwrap_or(Duration::from_secs(3600 * 24 * 365));
+    let mut next_scan = std::time::Instant::now() + rescan;
     loop {
-        let cause = match rx.recv_timeout(wait) {
+        // Wake for the next rescan, or sooner for a failure due a retry.
+        let now = std::time::Instant::now();
+        let wake = r.next_retry().map_or(next_scan, |t| t.min(next_scan));
+        let (cause, force) = match rx.recv_timeout(wake.saturating_duration_since(now)) {
             Ok(Trigger::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-            Ok(Trigger::Now(c)) => c,
-            Err(RecvTimeoutError::Timeout) => "rescan",
+            Ok(Trigger::Now(c)) => (c, true),
+            Err(RecvTimeoutError::Timeout) if std::time::Instant::now() >= next_scan => {
+                next_scan = std::time::Instant::now() + rescan;
+                ("rescan", false)
+            }
+            Err(RecvTimeoutError::Timeout) => ("retry", false),
             Ok(Trigger::Files) => {
                 // An editor's save is several events (write temp, rename,
                 // chmod): wait until they stop.
@@ -262,10 +293,10 @@ fn reload_loop(r: &Reloader, rx: Receiver<Trigger>, debounce: Duration, rescan: 
                         Ok(Trigger::Now(_)) | Err(RecvTimeoutError::Timeout) => break,
                     }
                 }
-                "files changed"
+                ("files changed", false)
             }
         };
-        r.reload_all(cause);
+        r.reload_all(cause, force);
     }
 }
 

@@ -1,33 +1,36 @@
 //! `vigil serve`: the HTTP scoring service over a hot-reloaded plugin set.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
+use crate::admit::{Admission, Origin};
+use crate::body::{BodyError, BodyLimits, parse_body};
 use crate::combine::Verdict;
-use crate::config::{BadInputPolicy, Config, Input};
+use crate::config::{BadInputPolicy, Config};
 use crate::engine::Runtime;
-use crate::error::BadInput;
+use crate::error::Error;
 use crate::guardrail::{
     Details, Enqueue, Exchanges, GuardrailRequest, GuardrailResponse, MicroBatcher, answer, policy, to_record,
 };
+use crate::http::{BodyBudget, ConnLimits};
 use crate::manifest::Mode;
 use crate::metrics::Metrics;
 use crate::pipeline::Scorer;
-use crate::record::Record;
-use crate::registry::Registry;
+use crate::registry::{Fingerprint, Registry};
 use crate::reload::{self, Audit, Reloader, Trigger};
 use crate::state::StateStore;
 
@@ -42,6 +45,14 @@ struct App {
     tokens: Vec<(String, String)>,
     ready: AtomicBool,
     cases: Arc<std::sync::Mutex<crate::cases::CaseBook>>,
+    /// Event-time window and recent ids, shared by every request.
+    admission: Mutex<Admission>,
+    /// Numbers requests, for duplicate-id messages.
+    requests: AtomicU64,
+    bodies: BodyBudget,
+    /// Requests parsed and scored at once.
+    scoring_slots: Arc<Semaphore>,
+    overrides: Overrides,
 }
 
 /// The inline (gateway) side: micro-batched scoring and completed exchanges.
@@ -91,6 +102,7 @@ pub struct Server {
     pub state: StateStore,
     pub reload: std::sync::mpsc::Sender<Trigger>,
     state_path: PathBuf,
+    removed_grace: Duration,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -134,7 +146,15 @@ impl Server {
             metrics.clone(),
             audit.clone(),
         )?);
-        reloader.reload_all("start-up");
+        reloader.reload_all("start-up", false);
+        // State of plugins no longer in the directory: kept for the grace
+        // period, in case they come back, then dropped.
+        let present = registry.names();
+        for name in state.names().into_iter().filter(|n| !present.contains(n)) {
+            state.retire(&name);
+        }
+        let overrides = Overrides::open(&state_dir.join("overrides.json"));
+        overrides.reapply(&registry);
         let rescan =
             (config.server.rescan_interval_s > 0).then(|| Duration::from_secs(config.server.rescan_interval_s));
         let reload_tx = reload::spawn(reloader, Duration::from_millis(config.server.reload_debounce_ms), rescan);
@@ -142,6 +162,7 @@ impl Server {
         let scorer = Arc::new(Scorer::with_registry(registry.clone(), &config, metrics.clone()));
         let cases = Arc::new(std::sync::Mutex::new(crate::cases::CaseBook::new(config.server.max_cases)));
         let gateway = Gateway::start(&config, &state_dir, scorer.clone(), metrics.clone(), cases.clone())?;
+        let sv = &config.server;
         let app = Arc::new(App {
             scorer,
             gateway,
@@ -149,16 +170,28 @@ impl Server {
             metrics: metrics.clone(),
             audit: audit.clone(),
             tokens: admin_tokens(&config),
-            config: config.clone(),
             ready: AtomicBool::new(true),
             cases,
+            admission: Mutex::new(Admission::new(&config.input)),
+            requests: AtomicU64::new(0),
+            bodies: BodyBudget::new(sv.max_body_bytes.saturating_mul(sv.max_concurrent_requests)),
+            scoring_slots: Arc::new(Semaphore::new(sv.max_concurrent_requests)),
+            overrides,
+            config: config.clone(),
         });
+        crate::http::raise_fd_limit();
         let listener = std::net::TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("listen on {listen}: {e}"))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let snapshot_every = Duration::from_secs(config.state.snapshot_interval_s.max(1));
-        let (st, sp) = (state.clone(), state_path.clone());
+        let removed_grace = Duration::from_secs(config.state.removed_plugin_grace_s);
+        let limits = ConnLimits {
+            max_connections: sv.max_connections,
+            header_timeout: Duration::from_millis(sv.header_timeout_ms),
+            grace: Duration::from_millis(sv.shutdown_grace_ms),
+        };
+        let (st, sp, m) = (state.clone(), state_path.clone(), metrics.clone());
         let thread = std::thread::Builder::new().name("vigil-http".into()).spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
             rt.block_on(async move {
@@ -168,17 +201,21 @@ impl Server {
                     loop {
                         tick.tick().await;
                         let (st, sp) = (st.clone(), sp.clone());
-                        let _ = tokio::task::spawn_blocking(move || save_state(&st, &sp)).await;
+                        let saved = tokio::task::spawn_blocking(move || save_state(&st, &sp, removed_grace)).await;
+                        if let Ok(Err(e)) = saved {
+                            tracing::error!("{e}");
+                        }
                     }
                 });
                 let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                let server = axum::serve(listener, router(app)).with_graceful_shutdown(async {
+                crate::http::serve(listener, router(app), limits, m, async {
                     let _ = stop_rx.await;
-                });
-                if let Err(e) = server.await {
-                    tracing::error!("http server: {e}");
-                }
+                })
+                .await;
             });
+            // Whatever is still running (a request past the grace period)
+            // is abandoned: the process is on its way out.
+            rt.shutdown_timeout(Duration::from_millis(200));
         })?;
         audit.record(json!({"event": "start", "listen": addr.to_string(), "plugins": plugins.display().to_string()}));
         Ok(Server {
@@ -188,17 +225,20 @@ impl Server {
             state,
             reload: reload_tx,
             state_path,
+            removed_grace,
             shutdown: Some(stop_tx),
             thread: Some(thread),
         })
     }
 
-    /// Stops accepting, lets in-flight requests finish, saves host state.
-    pub fn stop(mut self) {
-        self.shutdown_now();
+    /// Stops accepting, lets in-flight requests finish (up to
+    /// `server.shutdown_grace_ms`), saves host state. An error means the
+    /// final state could not be saved.
+    pub fn stop(mut self) -> Result<(), Error> {
+        self.shutdown_now()
     }
 
-    fn shutdown_now(&mut self) {
+    fn shutdown_now(&mut self) -> Result<(), Error> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -206,30 +246,94 @@ impl Server {
             let _ = t.join();
         }
         let _ = self.reload.send(Trigger::Stop);
-        save_state(&self.state, &self.state_path);
+        save_state(&self.state, &self.state_path, self.removed_grace)
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if self.thread.is_some() {
-            self.shutdown_now();
+        if self.thread.is_some()
+            && let Err(e) = self.shutdown_now()
+        {
+            tracing::error!("{e}");
         }
     }
 }
 
-fn save_state(state: &StateStore, path: &Path) {
-    match state.save(path) {
-        Ok(()) => tracing::debug!("host state saved to {}", path.display()),
-        Err(e) => tracing::error!("saving host state to {}: {e}", path.display()),
+/// Drops the state of plugins gone longer than the grace period, then
+/// writes the snapshot.
+fn save_state(state: &StateStore, path: &Path, removed_grace: Duration) -> Result<(), Error> {
+    for name in state.sweep(removed_grace) {
+        tracing::info!(plugin = name, "state of a removed plugin dropped after the grace period");
+    }
+    state.save(path).map_err(|e| Error::io(format!("saving host state to {}", path.display()), e))?;
+    tracing::debug!("host state saved to {}", path.display());
+    Ok(())
+}
+
+/// API mode changes, kept in the state directory so they hold across a
+/// restart, until the plugin's files change (then they are superseded,
+/// as the directory is the source of truth).
+struct Overrides {
+    path: PathBuf,
+    modes: Mutex<BTreeMap<String, ModeOverride>>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct ModeOverride {
+    mode: Mode,
+    /// The files the change was made on.
+    files: Fingerprint,
+}
+
+impl Overrides {
+    fn open(path: &Path) -> Self {
+        let modes = match std::fs::read(path) {
+            Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+                tracing::error!("{}: {e}; API mode changes from before the restart are not restored", path.display());
+                BTreeMap::new()
+            }),
+            Err(_) => BTreeMap::new(),
+        };
+        Self { path: path.to_path_buf(), modes: Mutex::new(modes) }
+    }
+
+    /// Applies the saved modes whose plugin still has the same files, and
+    /// forgets the others.
+    fn reapply(&self, registry: &Registry) {
+        let mut modes = self.modes.lock().unwrap_or_else(|e| e.into_inner());
+        modes.retain(|name, o| {
+            let same = registry.tried(name).as_ref() == Some(&o.files) && registry.set_mode(name, o.mode).is_ok();
+            if same {
+                tracing::info!(plugin = name, mode = o.mode.as_str(), "API mode change restored");
+            }
+            same
+        });
+        self.write(&modes);
+    }
+
+    fn set(&self, name: &str, mode: Mode, files: Fingerprint) {
+        let mut modes = self.modes.lock().unwrap_or_else(|e| e.into_inner());
+        modes.insert(name.to_string(), ModeOverride { mode, files });
+        self.write(&modes);
+    }
+
+    fn write(&self, modes: &BTreeMap<String, ModeOverride>) {
+        let tmp = self.path.with_extension("tmp");
+        let res = serde_json::to_vec_pretty(modes)
+            .map_err(std::io::Error::other)
+            .and_then(|b| std::fs::write(&tmp, b))
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = res {
+            tracing::error!("{}: {e}; an API mode change will not survive a restart", self.path.display());
+        }
     }
 }
 
 fn router(app: Arc<App>) -> Router {
-    let limit = app.config.server.max_body_bytes;
     Router::new()
-        .route("/v1/score", post(score).layer(DefaultBodyLimit::max(limit)))
-        .route("/beta/litellm_basic_guardrail_api", post(litellm_guardrail).layer(DefaultBodyLimit::max(limit)))
+        .route("/v1/score", post(score))
+        .route("/beta/litellm_basic_guardrail_api", post(litellm_guardrail))
         .route("/v1/plugins", get(plugins))
         .route("/v1/cases", get(cases))
         .route("/v1/plugins/{name}/rollback", post(rollback))
@@ -264,89 +368,111 @@ struct ScoreError {
     message: String,
 }
 
-/// A JSON array of records, or NDJSON. Each record's error names its
-/// 0-based index in the body.
-pub fn parse_body(body: &[u8], limits: &Input) -> Result<Vec<Result<Record, BadInput>>, String> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    let mut ids = crate::pipeline::DuplicateIds::new("record");
-    let parsed = parse_records(body, first, limits)?;
-    if parsed.is_empty() {
-        return Err("empty body: send a JSON array or NDJSON of request records".into());
+impl App {
+    async fn read_body(&self, body: Body) -> Result<crate::http::ReadBody, Response> {
+        let s = &self.config.server;
+        self.bodies
+            .read(body, s.max_body_bytes, Duration::from_millis(s.body_timeout_ms))
+            .await
+            .map_err(|r| error(r.status, r.message))
     }
-    Ok(parsed.into_iter().enumerate().map(|(i, r)| r.and_then(|r| ids.check(r, i as u64))).collect())
-}
 
-fn parse_records(body: &[u8], first: Option<&u8>, limits: &Input) -> Result<Vec<Result<Record, BadInput>>, String> {
-    if first == Some(&b'[') {
-        let items: Vec<&serde_json::value::RawValue> =
-            serde_json::from_slice(body).map_err(|e| format!("body is not a JSON array of records: {e}"))?;
-        Ok(items.iter().enumerate().map(|(i, raw)| Record::parse(raw.get().as_bytes(), i as u64, limits)).collect())
-    } else {
-        Ok(body
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-            .enumerate()
-            .map(|(i, l)| Record::parse(l, i as u64, limits))
-            .collect())
-    }
-}
-
-async fn score(State(app): State<Arc<App>>, Query(q): Query<ScoreQuery>, body: Bytes) -> Response {
-    let policy = q.on_bad_input.unwrap_or(app.config.server.on_bad_input);
-    let parsed = match parse_body(&body, &app.config.input) {
-        Ok(p) => p,
-        Err(m) => return error(StatusCode::BAD_REQUEST, m),
-    };
-    let mut records = Vec::with_capacity(parsed.len());
-    let mut errors = Vec::new();
-    for r in parsed {
-        match r {
-            Ok(r) => records.push(r),
-            Err(b) => {
-                app.metrics.add("vigil_bad_input_total", vec![], 1.0);
-                let e = ScoreError { index: b.line, field: b.field.clone(), message: b.message.clone() };
-                if policy == BadInputPolicy::Fail {
-                    let field = b.field.map(|f| format!(", field `{f}`")).unwrap_or_default();
-                    return (
-                        StatusCode::BAD_REQUEST,
-                        axum::Json(json!({"error": format!("record {}{field}: {}", b.line, b.message), "errors": [e]})),
-                    )
-                        .into_response();
+    /// Parses, admits and scores one body (on a blocking thread: the work
+    /// is bounded, but it is CPU work the async threads must not do).
+    fn score_body(&self, body: &[u8], policy: BadInputPolicy) -> Response {
+        let s = &self.config.server;
+        let limits = BodyLimits {
+            max_records: s.max_records_per_request,
+            max_errors: s.max_errors_per_request,
+            stop_at_first_error: policy == BadInputPolicy::Fail,
+        };
+        let parsed = match parse_body(body, &self.config.input, &limits) {
+            Ok(p) => p,
+            Err(e) => {
+                let status = match e {
+                    BodyError::TooManyRecords(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                return error(status, e.to_string());
+            }
+        };
+        let req = self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut records = Vec::with_capacity(parsed.len());
+        let mut errors = Vec::new();
+        {
+            let mut admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
+            // A body refused whole leaves no trace in the stream's window.
+            let mark = admission.mark();
+            for (i, r) in parsed.into_iter().enumerate() {
+                match r.and_then(|r| admission.admit(&r, Origin::Record(req, i as u64)).map(|()| r)) {
+                    Ok(r) => records.push(r),
+                    Err(b) => {
+                        self.metrics.add("vigil_bad_input_total", vec![], 1.0);
+                        let e = ScoreError { index: b.line, field: b.field.clone(), message: b.message.clone() };
+                        if policy == BadInputPolicy::Fail {
+                            admission.rollback(mark);
+                            let field = b.field.map(|f| format!(", field `{f}`")).unwrap_or_default();
+                            return (
+                                StatusCode::BAD_REQUEST,
+                                axum::Json(
+                                    json!({"error": format!("record {}{field}: {}", b.line, b.message), "errors": [e]}),
+                                ),
+                            )
+                                .into_response();
+                        }
+                        errors.push(e);
+                    }
                 }
-                errors.push(e);
+            }
+            if errors.len() > s.max_errors_per_request {
+                admission.rollback(mark);
+                return error(StatusCode::BAD_REQUEST, BodyError::TooManyErrors(s.max_errors_per_request).to_string());
             }
         }
-    }
-    let app2 = app.clone();
-    let verdicts = tokio::task::spawn_blocking(move || {
-        let mut out: Vec<Verdict> = Vec::with_capacity(records.len());
-        let size = app2.scorer.scoring.batch_size;
+        let mut verdicts: Vec<Verdict> = Vec::with_capacity(records.len());
+        let size = self.scorer.scoring.batch_size;
         let mut rest = records;
         while !rest.is_empty() {
             let tail = rest.split_off(rest.len().min(size));
             let times: Vec<i64> = rest.iter().map(|r| r.ts_ms).collect();
-            let (v, _) = app2.scorer.score(app2.scorer.batch(rest));
+            let (v, _) = self.scorer.score(self.scorer.batch(rest));
             {
-                let mut book = app2.cases.lock().unwrap_or_else(|e| e.into_inner());
+                let mut book = self.cases.lock().unwrap_or_else(|e| e.into_inner());
                 for (v, ts) in v.iter().zip(&times) {
                     book.observe(v, *ts);
                 }
             }
-            out.extend(v);
+            verdicts.extend(v);
             rest = tail;
         }
-        out
-    })
-    .await;
-    match verdicts {
-        Ok(verdicts) => axum::Json(ScoreResponse { verdicts, errors }).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("scoring failed: {e}")),
+        axum::Json(ScoreResponse { verdicts, errors }).into_response()
     }
 }
 
+async fn score(State(app): State<Arc<App>>, Query(q): Query<ScoreQuery>, body: Body) -> Response {
+    let policy = q.on_bad_input.unwrap_or(app.config.server.on_bad_input);
+    let body = match app.read_body(body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let slot = app.scoring_slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+    let app2 = app.clone();
+    let scored = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        app2.score_body(&body.bytes, policy)
+    })
+    .await;
+    scored.unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("scoring failed: {e}")))
+}
+
 /// LiteLLM's Generic Guardrail API (docs/litellm.md).
-async fn litellm_guardrail(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn litellm_guardrail(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     let started = std::time::Instant::now();
+    let body = match app.read_body(body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let body: &Bytes = &body.bytes;
     let g = &app.config.guardrail;
     if let Some(key) = &app.gateway.api_key {
         let given = headers.get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -495,6 +621,9 @@ async fn set_mode(
     };
     match app.registry.set_mode(&name, mode) {
         Ok((old, w)) => {
+            if let Some(files) = app.registry.tried(&name) {
+                app.overrides.set(&name, mode, files);
+            }
             app.audit
                 .record(json!({"event": "mode", "plugin": name, "token": token, "old_mode": old, "new_mode": mode,
                 "old_sha256": w.plugin.wasm_sha256, "new_sha256": w.plugin.wasm_sha256}));

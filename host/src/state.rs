@@ -46,6 +46,8 @@ pub struct Namespace {
     entries: LruCache<Key, Entry>,
     bytes: usize,
     bounds: StateBounds,
+    /// The host's bounds, for a manifest that sets none.
+    defaults: StateBounds,
     /// Entries dropped to stay within bounds, since start.
     pub evictions: u64,
     /// Values refused for being over `max_value_bytes`, since start.
@@ -54,22 +56,25 @@ pub struct Namespace {
 
 impl Namespace {
     pub fn new(bounds: StateBounds) -> Self {
-        Self { entries: LruCache::unbounded(), bytes: 0, bounds, evictions: 0, refused: 0 }
+        Self { entries: LruCache::unbounded(), bytes: 0, defaults: bounds.clone(), bounds, evictions: 0, refused: 0 }
     }
 
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
-    /// A plugin's manifest may set its own bounds; shrinking evicts at once.
+    /// The bounds of the manifest now running: its own, or the host's
+    /// where it sets none (so a bound one version set does not outlive it).
+    /// Shrinking evicts at once.
     pub fn set_bounds(&mut self, entries: Option<usize>, bytes: Option<usize>) {
-        if let Some(e) = entries {
-            self.bounds.max_entries_per_plugin = e;
-        }
-        if let Some(b) = bytes {
-            self.bounds.max_bytes_per_plugin = b;
-        }
+        self.bounds.max_entries_per_plugin = entries.unwrap_or(self.defaults.max_entries_per_plugin);
+        self.bounds.max_bytes_per_plugin = bytes.unwrap_or(self.defaults.max_bytes_per_plugin);
         self.evict();
+    }
+
+    /// (max entries, max bytes) in force.
+    pub fn bounds(&self) -> (usize, usize) {
+        (self.bounds.max_entries_per_plugin, self.bounds.max_bytes_per_plugin)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -244,21 +249,55 @@ impl<'a> Reader<'a> {
 #[derive(Clone)]
 pub struct StateStore {
     inner: Arc<Mutex<HashMap<String, Arc<Mutex<Namespace>>>>>,
+    /// Namespaces whose plugin left the directory, and since when.
+    retired: Arc<Mutex<HashMap<String, std::time::Instant>>>,
     bounds: StateBounds,
 }
 
 impl StateStore {
     pub fn new(bounds: StateBounds) -> Self {
-        Self { inner: Arc::default(), bounds }
+        Self { inner: Arc::default(), retired: Arc::default(), bounds }
     }
 
     /// The namespace of `plugin`, created on first use. Every version of a
-    /// plugin gets the same one.
+    /// plugin gets the same one; a retired one is back in use.
     pub fn namespace(&self, plugin: &str) -> Arc<Mutex<Namespace>> {
+        self.retired.lock().unwrap_or_else(|e| e.into_inner()).remove(plugin);
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(plugin.to_string())
             .or_insert_with(|| Arc::new(Mutex::new(Namespace::new(self.bounds.clone()))))
             .clone()
+    }
+
+    /// Names of every namespace held.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.inner.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// `plugin` left the directory: its state is dropped by a `sweep` after
+    /// the grace period unless the plugin comes back first.
+    pub fn retire(&self, plugin: &str) {
+        if self.inner.lock().unwrap_or_else(|e| e.into_inner()).contains_key(plugin) {
+            self.retired
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(plugin.to_string())
+                .or_insert_with(std::time::Instant::now);
+        }
+    }
+
+    /// Drops the namespaces retired longer than `grace` ago; returns their names.
+    pub fn sweep(&self, grace: std::time::Duration) -> Vec<String> {
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<String> = retired.iter().filter(|(_, t)| t.elapsed() >= grace).map(|(n, _)| n.clone()).collect();
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for n in &gone {
+            retired.remove(n);
+            map.remove(n);
+        }
+        gone
     }
 }
 
@@ -371,6 +410,16 @@ mod tests {
     }
 
     #[test]
+    fn bounds_follow_the_manifest_now_running() {
+        let mut ns = Namespace::new(bounds(1000, 1 << 20));
+        ns.set_bounds(Some(10), None);
+        assert_eq!(ns.bounds(), (10, 1 << 20));
+        // The next version's manifest sets none: the host's bounds again.
+        ns.set_bounds(None, None);
+        assert_eq!(ns.bounds(), (1000, 1 << 20));
+    }
+
+    #[test]
     fn counters_and_values_do_not_collide() {
         let mut ns = Namespace::new(bounds(10, 1 << 20));
         ns.set(7, b"v".to_vec(), None);
@@ -409,6 +458,20 @@ mod tests {
         assert!(r.namespace("a").lock().unwrap().is_empty());
         assert!(!path.exists(), "the corrupt file was moved aside");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn retired_namespaces_are_swept_after_the_grace_unless_revived() {
+        let s = StateStore::new(StateBounds::default());
+        s.namespace("gone").lock().unwrap().set(1, b"x".to_vec(), None);
+        s.namespace("back").lock().unwrap().set(1, b"y".to_vec(), None);
+        s.retire("gone");
+        s.retire("back");
+        assert!(s.sweep(std::time::Duration::from_secs(3600)).is_empty(), "within the grace");
+        s.namespace("back");
+        assert_eq!(s.sweep(std::time::Duration::ZERO), vec!["gone".to_string()]);
+        assert_eq!(s.names(), vec!["back".to_string()]);
+        assert_eq!(s.namespace("back").lock().unwrap().get(1, 0), Some(b"y".to_vec()));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::{Store, Trap};
 
 use crate::batch::Batch;
-use crate::config::Limits;
+use crate::config::{Config, Limits};
 use crate::engine::{
     Detector, DetectorPre, EPOCH_TICK, Info, Request, Runtime, Signal, StoreData, block_on, first_line,
 };
@@ -56,13 +56,13 @@ impl PluginVersion {
         name: &str,
         wasm: &[u8],
         manifest_text: &str,
-        defaults: &Limits,
+        config: &Config,
         state: Arc<Mutex<Namespace>>,
     ) -> Result<(Arc<Self>, InstanceSeed), PluginError> {
         // The manifest first: it is cheap, and its errors are the clearest.
-        PluginManifest::parse(name, manifest_text, defaults)?;
+        PluginManifest::parse(name, manifest_text, &config.limits, &config.ceilings)?;
         let pre = runtime.prepare(wasm).map_err(|m| PluginError::new(name, ErrorKind::Load, m))?;
-        Self::load_prepared(runtime, name, pre, sha256_hex(wasm), manifest_text, defaults, state)
+        Self::load_prepared(runtime, name, pre, sha256_hex(wasm), manifest_text, config, state)
     }
 
     /// Like `load`, with the component already compiled (a manifest-only
@@ -73,10 +73,10 @@ impl PluginVersion {
         pre: DetectorPre<StoreData>,
         wasm_sha256: String,
         manifest_text: &str,
-        defaults: &Limits,
+        config: &Config,
         state: Arc<Mutex<Namespace>>,
     ) -> Result<(Arc<Self>, InstanceSeed), PluginError> {
-        let manifest = PluginManifest::parse(name, manifest_text, defaults)?;
+        let manifest = PluginManifest::parse(name, manifest_text, &config.limits, &config.ceilings)?;
         let manifest_sha256 = hex::encode(Sha256::digest(manifest_text.as_bytes()));
         let digest = {
             let mut h = Sha256::new();
@@ -130,7 +130,14 @@ impl PluginVersion {
         store.epoch_deadline_trap();
         let limit = Duration::from_millis(self.manifest.limits.time_per_batch_ms);
         let detector = block_on(self.pre.instantiate_async(&mut store)).map_err(|e| {
-            PluginError::new(name, ErrorKind::Load, format!("instantiate: {}", first_line(&format!("{e:#}"))))
+            let msg = format!("instantiate: {}", first_line(&format!("{e:#}")));
+            if store.data().limiter.hit {
+                PluginError::new(name, ErrorKind::Memory, msg)
+            } else {
+                // The component is compiled and linked: what is left to
+                // fail is resources (a full instance pool), which free up.
+                PluginError::new(name, ErrorKind::Load, msg).transient()
+            }
         })?;
         let init = block_on(async {
             tokio::time::timeout(limit, detector.call_init(&mut store, &self.manifest.config_json)).await
@@ -305,6 +312,7 @@ pub struct Worker {
     pub plugin: Arc<PluginVersion>,
     pub health: Arc<Mutex<Health>>,
     tx: SyncSender<Job>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Worker {
@@ -313,11 +321,20 @@ impl Worker {
         let p = plugin.clone();
         let health = Arc::new(Mutex::new(Health::default()));
         let h = health.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("plugin-{}", plugin.name))
             .spawn(move || worker_loop(p, seed.0, state, h, rx))
             .expect("spawn plugin worker");
-        Worker { plugin, health, tx }
+        Worker { plugin, health, tx, thread }
+    }
+
+    /// Stops the worker once its queued batches are done, and waits: its
+    /// instance is freed when this returns (dropping a worker frees it
+    /// later, on the worker's own thread).
+    pub fn stop(self) {
+        let Worker { tx, thread, .. } = self;
+        drop(tx);
+        let _ = thread.join();
     }
 
     /// Queues a batch; the outcome arrives on `reply` tagged with `slot`.

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use vigil::compile_cache::{CompileCache, Lookup};
-use vigil::config::{EngineConfig, Limits};
+use vigil::config::EngineConfig;
 use vigil::engine::Runtime;
 use vigil::registry::bundled;
 use vigil::state::Namespace;
@@ -23,7 +23,7 @@ fn plugin(name: &str) -> (Vec<u8>, String) {
 
 fn description(rt: &Runtime, name: &str, wasm: &[u8], manifest: &str) -> String {
     let state = Arc::new(Mutex::new(Namespace::new(Default::default())));
-    let (v, _) = PluginVersion::load(rt, name, wasm, manifest, &Limits::default(), state).unwrap();
+    let (v, _) = PluginVersion::load(rt, name, wasm, manifest, &vigil::Config::default(), state).unwrap();
     v.info.description.clone()
 }
 

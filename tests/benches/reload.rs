@@ -167,5 +167,5 @@ fn main() {
             r99 / s99
         );
     }
-    server.stop();
+    server.stop().unwrap();
 }

@@ -43,7 +43,8 @@ pub fn scorer(files: Vec<PluginFiles>, state: &StateStore) -> Scorer {
 
 pub fn scorer_with(files: Vec<PluginFiles>, state: &StateStore, config: Config) -> Scorer {
     let runtime = Runtime::new().unwrap();
-    let set: PluginSet = registry::load(&runtime, &config, state, files, None);
+    let trust = vigil::trust::Trust::default();
+    let set: PluginSet = registry::load(&runtime, &config, state, files, &trust, None);
     assert!(set.failures.is_empty(), "{:?}", set.failures);
     Scorer::new(set, &config)
 }

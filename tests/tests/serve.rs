@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vigil::Config;
+use vigil::registry::Fingerprint;
 use vigil::serve::Server;
 use vigil::worker::sha256_hex;
 use vigil_tests::{T0, wasm};
@@ -28,7 +29,7 @@ fn manifest(config: &str) -> String {
 /// Waits (on status, with a generous timeout) until the registry has tried
 /// exactly these files.
 fn wait_tried(server: &Server, wasm: &[u8], manifest: &str) {
-    let want = Some((sha256_hex(wasm), sha256_hex(manifest.as_bytes())));
+    let want = Some(Fingerprint { wasm: sha256_hex(wasm), manifest: sha256_hex(manifest.as_bytes()), sig: None });
     wait_for(server, "counter", want);
 }
 
@@ -43,7 +44,7 @@ fn wait_tried_dir(server: &Server, dir: &Path, name: &str) {
     wait_for(server, name, Some(files.fingerprint()));
 }
 
-fn wait_for(server: &Server, name: &str, want: Option<(String, String)>) {
+fn wait_for(server: &Server, name: &str, want: Option<Fingerprint>) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while server.registry.tried(name) != want {
         assert!(Instant::now() < deadline, "reload outcome never reported");
@@ -163,7 +164,7 @@ fn hot_reload_under_load_never_fails_a_request_or_serves_a_broken_version() {
     drop(seen);
 
     // A restart keeps the counters: state was snapshotted on stop.
-    server.stop();
+    server.stop().unwrap();
     let server = Server::start(config(state.path()), dir, "127.0.0.1:0").unwrap();
     let s = score_one(&server.addr.to_string(), 1_000_000).unwrap();
     assert_eq!(s.count, last + 1);
@@ -219,13 +220,14 @@ fn admin_api_rollback_mode_and_auth() {
     assert_eq!(post("/v1/plugins/nope/rollback", "", Some("t0ken")).0, 404);
     let (code, _) = post("/v1/plugins/counter/rollback", "", Some("t0ken"));
     assert_eq!(code, 200);
-    let rec = r#"{"id":"x","ts_ms":1,"account":"a"}"#;
-    let (_, body) = post("/v1/score", rec, None);
+    // Ids are unique in the stream, across requests too.
+    let rec = |id: &str| format!(r#"{{"id":"{id}","ts_ms":1,"account":"a"}}"#);
+    let (_, body) = post("/v1/score", &rec("x1"), None);
     assert!(body.contains(" v1"), "rolled back to v1: {body}");
 
     assert_eq!(post("/v1/plugins/counter/mode", r#"{"mode":"loud"}"#, Some("t0ken")).0, 400);
     assert_eq!(post("/v1/plugins/counter/mode", r#"{"mode":"monitor"}"#, Some("t0ken")).0, 200);
-    let (_, body) = post("/v1/score", rec, None);
+    let (_, body) = post("/v1/score", &rec("x2"), None);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["verdicts"][0]["signals"][0]["mode"], "monitor");
     assert_eq!(v["verdicts"][0]["score"], 0.0, "monitor mode does not count");
@@ -234,11 +236,11 @@ fn admin_api_rollback_mode_and_auth() {
     let m3 = manifest("tag = \" v3\"");
     std::fs::write(dir.join("counter.toml"), &m3).unwrap();
     wait_tried(&server, wasm::BEHAVE, &m3);
-    let (_, body) = post("/v1/score", rec, None);
+    let (_, body) = post("/v1/score", &rec("x3"), None);
     assert!(body.contains(" v3") && body.contains("\"enforce\""), "{body}");
 
     // Bad input: 400 naming record and field, or skipped and reported.
-    let two = format!("[{rec}, {{\"id\":\"y\",\"ts_ms\":\"later\",\"account\":\"a\"}}]");
+    let two = format!("[{}, {{\"id\":\"y\",\"ts_ms\":\"later\",\"account\":\"a\"}}]", rec("x4"));
     let (code, body) = post("/v1/score", &two, None);
     assert_eq!(code, 400);
     assert!(body.contains("record 1, field `ts_ms`"), "{body}");
