@@ -266,18 +266,24 @@ fn score(
 }
 
 fn serve(config: Config, plugins: &std::path::Path, listen: &str) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
     if !plugins.is_dir() {
         anyhow::bail!("plugin directory {} does not exist", plugins.display());
     }
+    // Signals are caught from before the server announces itself, so a
+    // supervisor's SIGTERM right after "listening" still drains and saves.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (mut term, mut int, mut hup) = rt.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
+        ))
+    })?;
     let server = crate::serve::Server::start(config, plugins, listen)?;
     let live = server.registry.snapshot().plugins.len();
     eprintln!("vigil: listening on {} with {live} plugins from {}", server.addr, plugins.display());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -287,8 +293,7 @@ fn serve(config: Config, plugins: &std::path::Path, listen: &str) -> anyhow::Res
                 }
             }
         }
-        anyhow::Ok(())
-    })?;
+    });
     eprintln!("vigil: draining and saving state");
     // A supervisor must see a failed final save: the state since the last
     // snapshot is lost.

@@ -13,13 +13,15 @@ pub enum Error {
     Plugin(#[from] PluginError),
     #[error(transparent)]
     BadInput(#[from] BadInput),
-    #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    // The cause is part of the message and deliberately not a `source`,
+    // so `{:#}` does not print it twice.
+    #[error("{context}: {cause}")]
+    Io { context: String, cause: std::io::Error },
 }
 
 impl Error {
-    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+    pub fn io(context: impl Into<String>, cause: std::io::Error) -> Self {
+        Error::Io { context: context.into(), cause }
     }
 }
 
