@@ -2,7 +2,7 @@
 //! wasm32-wasip2 the way the host builds its bundled plugins, and records
 //! the compiler and wasmtime versions for the report.
 
-#[path = "../host/guest_build.rs"]
+#[path = "../plugins/bundle/guest_build.rs"]
 mod guest_build;
 
 use std::path::Path;
@@ -36,5 +36,5 @@ fn main() {
     println!("cargo:rerun-if-changed={}", workspace.join("bench/wit").display());
     println!("cargo:rerun-if-changed={}", workspace.join("Cargo.lock").display());
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=../host/guest_build.rs");
+    println!("cargo:rerun-if-changed=../plugins/bundle/guest_build.rs");
 }

@@ -1,6 +1,6 @@
 //! Builds the test plugins (tests/plugins/*) for wasm32-wasip2.
 
-#[path = "../host/guest_build.rs"]
+#[path = "../plugins/bundle/guest_build.rs"]
 mod guest_build;
 
 use std::path::Path;
@@ -19,5 +19,5 @@ fn main() {
     }
     std::fs::write(Path::new(&std::env::var("OUT_DIR").unwrap()).join("test_plugins.rs"), src).unwrap();
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=../host/guest_build.rs");
+    println!("cargo:rerun-if-changed=../plugins/bundle/guest_build.rs");
 }

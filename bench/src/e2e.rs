@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use vigil::config::EngineConfig;
-use vigil::engine::Runtime;
-use vigil::pipeline::Scorer;
-use vigil::state::StateStore;
+use vigil_runtime::config::EngineConfig;
+use vigil_runtime::engine::Runtime;
+use vigil_runtime::score::pipeline::Scorer;
+use vigil_runtime::state::StateStore;
 
 use crate::loadgen::{Gen, write_ndjson};
 use crate::progress;
@@ -165,7 +165,7 @@ pub fn headline(env: &Env, s: &Sizes) -> anyhow::Result<Headline> {
 
 /// Throughput per batch size from the binary (sizes interleaved per round),
 /// then per-batch latency in process through every bundled plugin.
-pub fn sweep(env: &Env, config: &vigil::Config, s: &Sizes) -> anyhow::Result<Vec<SweepRow>> {
+pub fn sweep(env: &Env, config: &vigil_runtime::Config, s: &Sizes) -> anyhow::Result<Vec<SweepRow>> {
     let mut walls = vec![Vec::new(); s.sweep.len()];
     let mut reported = vec![Vec::new(); s.sweep.len()];
     for round in 0..s.sweep_rounds {
@@ -182,7 +182,8 @@ pub fn sweep(env: &Env, config: &vigil::Config, s: &Sizes) -> anyhow::Result<Vec
     let engine = EngineConfig { cache_dir: env.cache_dir.clone(), ..Default::default() };
     let runtime = Runtime::with_config(&engine, true)?;
     let state = StateStore::new(config.state.clone());
-    let set = vigil::registry::load(&runtime, config, &state, vigil::registry::bundled(), &Default::default(), None);
+    let set =
+        vigil_runtime::registry::load::load(&runtime, config, &state, vigil_bundle::files(), &Default::default(), None);
     anyhow::ensure!(set.failures.is_empty(), "bundled plugins failed to load: {:?}", set.failures);
     let scorer = Scorer::new(set, config);
     let mut load = Gen::new(2);

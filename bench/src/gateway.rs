@@ -1,18 +1,19 @@
 //! Section 5, gateway latency (the LiteLLM guardrail): the time vigil adds
 //! to each guardrail call at steady open-loop rates, with the bundled
-//! detectors, with and without micro-batching. Three servers run side by
-//! side in this process and the load rotates between them in short slices,
-//! so machine noise hits all of them. Latency runs from each call's
+//! detectors, with and without micro-batching. Three `vigil serve`
+//! processes run side by side and the load rotates between them in short
+//! slices, so machine noise hits all of them. Latency runs from each call's
 //! scheduled send time (no coordinated omission) to its answer, over
 //! keep-alive HTTP on loopback, from a native load generator.
 
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use vigil::Config;
-use vigil::serve::Server;
 
 const WORDS: &[&str] = &[
     "explain",
@@ -76,24 +77,70 @@ fn body(i: usize) -> String {
     .to_string()
 }
 
-/// `wait_us`: the batch window; `None`: no micro-batching (one call per batch).
-fn server(wait_us: Option<u64>) -> (Server, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().unwrap();
-    let plugins = tmp.path().join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    for p in vigil::registry::bundled() {
-        std::fs::write(plugins.join(format!("{}.wasm", p.name)), &p.wasm).unwrap();
-        std::fs::write(plugins.join(format!("{}.toml", p.name)), &p.manifest).unwrap();
+/// A `vigil serve` with the bundled plugins in a temp dir.
+struct Server {
+    child: Child,
+    addr: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl Server {
+    /// `wait_us`: the batch window; `None`: no micro-batching (one call per batch).
+    fn start(vigil: &Path, wait_us: Option<u64>) -> anyhow::Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let plugins = tmp.path().join("plugins");
+        std::fs::create_dir_all(&plugins)?;
+        for p in vigil_bundle::files() {
+            std::fs::write(plugins.join(format!("{}.wasm", p.name)), &p.wasm)?;
+            std::fs::write(plugins.join(format!("{}.toml", p.name)), &p.manifest)?;
+        }
+        // Measure, don't cut off: a long deadline.
+        let batching = match wait_us {
+            Some(w) => format!("batch_wait_us = {w}"),
+            None => "max_batch = 1".to_string(),
+        };
+        let cfg = tmp.path().join("vigil.toml");
+        std::fs::write(
+            &cfg,
+            format!("[server]\nrescan_interval_s = 0\n[guardrail]\ndeadline_ms = 5000\n{batching}\n"),
+        )?;
+        let mut child = Command::new(vigil)
+            .args(["--config", &cfg.display().to_string(), "serve", "--listen", "127.0.0.1:0"])
+            .args([
+                "--plugins",
+                &plugins.display().to_string(),
+                "--state-dir",
+                &tmp.path().join("state").display().to_string(),
+            ])
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+        let addr = loop {
+            let line = lines.next().ok_or_else(|| anyhow::anyhow!("vigil serve exited before listening"))??;
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap_or("").to_string();
+            }
+        };
+        // Keep draining its stderr so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Self { child, addr, _tmp: tmp })
     }
-    let mut c = Config::default();
-    c.server.state_dir = tmp.path().join("state");
-    c.server.rescan_interval_s = 0;
-    c.guardrail.deadline_ms = 5_000; // measure, don't cut off
-    match wait_us {
-        Some(w) => c.guardrail.batch_wait_us = w,
-        None => c.guardrail.max_batch = 1,
+
+    /// A counter from its `/metrics`.
+    fn counter(&self, name: &str) -> f64 {
+        let text = ureq::get(&format!("http://{}/metrics", self.addr)).call().ok().and_then(|r| r.into_string().ok());
+        text.unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
     }
-    (Server::start(c, &plugins, "127.0.0.1:0").unwrap(), tmp)
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 struct Slice {
@@ -156,7 +203,7 @@ pub struct Sizes {
 }
 
 /// The section's markdown tables.
-pub fn run(sizes: &Sizes) -> String {
+pub fn run(sizes: &Sizes, vigil: &Path) -> anyhow::Result<String> {
     use std::fmt::Write;
     let (rounds, slice) = (sizes.rounds, sizes.slice);
     let bodies: Vec<String> = (0..20_000).map(body).collect();
@@ -165,34 +212,25 @@ pub fn run(sizes: &Sizes) -> String {
         ("micro-batched, no window (the default)", Some(0)),
         ("one call per batch", None),
     ];
-    let servers: Vec<(&str, Server, tempfile::TempDir)> = modes
-        .iter()
-        .map(|(name, w)| {
-            let (s, t) = server(*w);
-            (*name, s, t)
-        })
-        .collect();
+    let servers: Vec<(&str, Server)> =
+        modes.iter().map(|(name, w)| Ok((*name, Server::start(vigil, *w)?))).collect::<anyhow::Result<_>>()?;
     let mut out = String::new();
     let mut offset = 0;
     for &rate in &sizes.rates {
         // Warm-up: instances, state, connections.
-        for (_, s, _) in &servers {
-            run_slice(&s.addr.to_string(), rate, Duration::from_secs(1), offset, &bodies);
+        for (_, s) in &servers {
+            run_slice(&s.addr, rate, Duration::from_secs(1), offset, &bodies);
         }
-        let counts = |s: &Server| {
-            (
-                s.metrics.get("vigil_guardrail_batches_total", &[]),
-                s.metrics.get("vigil_guardrail_batched_calls_total", &[]),
-            )
-        };
-        let before: Vec<(f64, f64)> = servers.iter().map(|(_, s, _)| counts(s)).collect();
+        let counts =
+            |s: &Server| (s.counter("vigil_guardrail_batches_total"), s.counter("vigil_guardrail_batched_calls_total"));
+        let before: Vec<(f64, f64)> = servers.iter().map(|(_, s)| counts(s)).collect();
         let mut lat: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
         let mut failures = vec![0u64; servers.len()];
         for round in 0..rounds {
             // Rotate which mode goes first.
             for j in 0..servers.len() {
                 let i = (j + round) % servers.len();
-                let r = run_slice(&servers[i].1.addr.to_string(), rate, slice, offset, &bodies);
+                let r = run_slice(&servers[i].1.addr, rate, slice, offset, &bodies);
                 offset += r.latencies_ms.len() + r.failures as usize;
                 crate::progress!(
                     "gateway: {rate} calls/s, round {round}, {}: {} calls",
@@ -210,7 +248,7 @@ pub fn run(sizes: &Sizes) -> String {
              |---|---:|---:|---:|---:|---:|---:|---:|\n",
             slice.as_secs()
         );
-        for (i, (name, s, _)) in servers.iter().enumerate() {
+        for (i, (name, s)) in servers.iter().enumerate() {
             let v = &mut lat[i];
             v.sort_by(|a, b| a.total_cmp(b));
             let (b, c) = counts(s);
@@ -229,5 +267,5 @@ pub fn run(sizes: &Sizes) -> String {
             );
         }
     }
-    out
+    Ok(out)
 }

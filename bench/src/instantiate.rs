@@ -11,11 +11,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vigil::config::{EngineConfig, StateBounds};
-use vigil::engine::Runtime;
-use vigil::registry::PluginFiles;
-use vigil::state::Namespace;
-use vigil::worker::PluginVersion;
+use vigil_runtime::config::{EngineConfig, StateBounds};
+use vigil_runtime::engine::Runtime;
+use vigil_runtime::engine::worker::PluginVersion;
+use vigil_runtime::plugin::files::PluginFiles;
+use vigil_runtime::state::Namespace;
 
 use crate::progress;
 use crate::stats::{median, timed, us};
@@ -55,8 +55,13 @@ fn state() -> Arc<Mutex<Namespace>> {
     Arc::new(Mutex::new(Namespace::new(StateBounds::default())))
 }
 
-pub fn run(config: &vigil::Config, plugin: &PluginFiles, cache_dir: &Path, n: &Counts) -> anyhow::Result<Measured> {
-    let err = |e: vigil::PluginError| anyhow::anyhow!("{e}");
+pub fn run(
+    config: &vigil_runtime::Config,
+    plugin: &PluginFiles,
+    cache_dir: &Path,
+    n: &Counts,
+) -> anyhow::Result<Measured> {
+    let err = |e: vigil_runtime::PluginError| anyhow::anyhow!("{e}");
     let limits = &config;
     let load =
         |rt: &Runtime| timed(|| PluginVersion::load(rt, &plugin.name, &plugin.wasm, &plugin.manifest, limits, state()));

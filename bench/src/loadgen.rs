@@ -11,7 +11,7 @@ use std::path::Path;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use vigil::record::Record;
+use vigil_runtime::input::record::Record;
 
 const T0: i64 = 1_760_000_000_000;
 const WORDS: &[&str] = &[
@@ -88,7 +88,7 @@ pub fn simulated(n: usize, skip_ms: i64) -> Vec<Record> {
     let scenario = vigil_sim::Scenario::default_eval(1);
     let pop = vigil_sim::population(&scenario);
     let from = scenario.start_ms + skip_ms;
-    let input = vigil::config::Input::default();
+    let input = vigil_runtime::config::Input::default();
     vigil_sim::Simulator::new(&scenario, &pop)
         .filter(|r| r.ts_ms >= from)
         .take(n)
@@ -170,7 +170,7 @@ mod tests {
         for r in &recs {
             write_line(&mut buf, r).unwrap();
         }
-        let input = vigil::config::Input::default();
+        let input = vigil_runtime::config::Input::default();
         for (i, (line, r)) in buf.split(|b| *b == b'\n').zip(&recs).enumerate() {
             assert_eq!(&Record::parse(line, i as u64 + 1, &input).unwrap(), r);
         }

@@ -22,10 +22,10 @@ mod transport;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use vigil::batch::Batch;
-use vigil::config::EngineConfig;
-use vigil::engine::Runtime;
-use vigil::handles::Hasher64;
+use vigil_runtime::batch::Batch;
+use vigil_runtime::batch::handles::Hasher64;
+use vigil_runtime::config::EngineConfig;
+use vigil_runtime::engine::Runtime;
 
 const USAGE: &str = "usage: vigil-bench [--quick] [--out FILE] [--sections 1,2,3,4,5] [--vigil PATH]
 
@@ -167,15 +167,15 @@ fn main() -> std::process::ExitCode {
 fn run(args: &Args) -> anyhow::Result<()> {
     let plan = plan(args.quick);
     let on = |n: u8| args.sections.contains(&n);
-    let config = vigil::Config::default();
+    let config = vigil_runtime::Config::default();
     let tmp = tempfile::Builder::new().prefix("vigil-bench-").tempdir()?;
     let cache_dir = tmp.path().join("cache");
     let mut report = report::Report { quick: args.quick, ..Default::default() };
 
     // First, so a build never runs while something is being timed.
-    let vigil = if on(4) { Some(e2e::locate_vigil(args.vigil.clone())?) } else { None };
+    let vigil = if on(4) || on(5) { Some(e2e::locate_vigil(args.vigil.clone())?) } else { None };
 
-    let bundled = vigil::registry::bundled();
+    let bundled = vigil_bundle::files();
     let hasher = Hasher64::new(config.handle_key().expect("default key"));
     let batch = |records| Arc::new(Batch::new(records, &hasher));
     let mut load = loadgen::Gen::new(1);
@@ -209,8 +209,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
         let dir = tmp.path().join("instantiate-cache");
         report.instantiate = Some(instantiate::run(&config, plugin, &dir, &plan.instantiate)?);
     }
-    if let Some(vigil) = vigil {
-        let env = e2e::Env { vigil, dir: tmp.path().to_path_buf(), cache_dir: cache_dir.clone() };
+    if let (true, Some(vigil)) = (on(4), &vigil) {
+        let env = e2e::Env { vigil: vigil.clone(), dir: tmp.path().to_path_buf(), cache_dir: cache_dir.clone() };
         report.headline = Some(e2e::headline(&env, &plan.e2e)?);
         report.sweep = Some(e2e::sweep(&env, &config, &plan.e2e)?);
         report.scaling = Some(e2e::scaling(&env, &plan.e2e)?);
@@ -218,7 +218,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
 
     if on(5) {
         progress!("gateway latency");
-        report.gateway = Some(gateway::run(&plan.gateway));
+        report.gateway = Some(gateway::run(&plan.gateway, vigil.as_deref().expect("located above"))?);
     }
 
     let text = report.markdown();

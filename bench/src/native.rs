@@ -12,21 +12,22 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use vigil::batch::{Batch, Resolver};
-use vigil::engine::Runtime;
-use vigil::handles::{Handles, IdField};
-use vigil::manifest::{Grants, PluginManifest};
-use vigil::record::Record;
-use vigil::registry::PluginFiles;
-use vigil::state::Namespace;
-use vigil::worker::{PluginVersion, Worker};
+use vigil_runtime::batch::Batch;
+use vigil_runtime::batch::handles::{Handles, IdField};
+use vigil_runtime::engine::Runtime;
+use vigil_runtime::engine::grants::Resolver;
+use vigil_runtime::engine::worker::{PluginVersion, Worker};
+use vigil_runtime::input::record::Record;
+use vigil_runtime::plugin::files::PluginFiles;
+use vigil_runtime::plugin::manifest::{Grants, PluginManifest};
+use vigil_runtime::state::Namespace;
 use vigil_sdk::{CounterOp, Detector, Field, Host, Level, Request, Signal};
 
 use crate::progress;
 use crate::stats::{median, timed};
 
 /// The record as a plugin with `g` may see it: mirrors
-/// `vigil::worker::PluginVersion::request`, field for field.
+/// `vigil_runtime::engine::worker::PluginVersion::request`, field for field.
 pub fn request(g: &Grants, r: &Record, h: &Handles) -> Request {
     let pick = |granted: bool, v: u64| if granted { v } else { 0 };
     Request {
@@ -178,7 +179,7 @@ fn per_record_ns(d: Duration, n: usize) -> f64 {
 /// native build alternate in which goes first on each batch. The first
 /// `warmup` batches are scored (so state matches) but not timed.
 pub fn run(
-    config: &vigil::Config,
+    config: &vigil_runtime::Config,
     runtime: &Runtime,
     plugins: &[PluginFiles],
     workloads: &[Workload],
@@ -197,14 +198,14 @@ pub fn run(
 }
 
 fn one(
-    config: &vigil::Config,
+    config: &vigil_runtime::Config,
     runtime: &Runtime,
     files: &PluginFiles,
     batches: &[Arc<Batch>],
     warmup: usize,
 ) -> anyhow::Result<Row> {
     let name = &files.name;
-    let err = |e: vigil::PluginError| anyhow::anyhow!("{e}");
+    let err = |e: vigil_runtime::PluginError| anyhow::anyhow!("{e}");
     let manifest = PluginManifest::parse(name, &files.manifest, &config.limits, &config.ceilings).map_err(err)?;
 
     let plugin_state = Arc::new(Mutex::new(Namespace::new(config.state.clone())));
@@ -244,7 +245,7 @@ fn one(
                 signals
             })
         };
-        let run_plugin = || timed(|| vigil::pipeline::run_plugins(std::iter::once(&worker), batch).remove(0));
+        let run_plugin = || timed(|| vigil_runtime::engine::worker::run_all(std::iter::once(&worker), batch).remove(0));
         // ABAB... then BABA...: which side goes first alternates per batch.
         let ((native, tn), (outcome, tp)) = if i % 2 == 0 {
             let p = run_plugin();
@@ -287,7 +288,7 @@ fn one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil::handles::Hasher64;
+    use vigil_runtime::batch::handles::Hasher64;
 
     #[test]
     fn native_requests_carry_exactly_the_granted_fields() {
@@ -320,14 +321,14 @@ mod tests {
     fn the_native_mirror_matches_the_hosts_own_conversion() {
         // Two types (the SDK's and the host's bindings) with the same fields:
         // their Debug renderings must agree for every grant set, so the
-        // mirror cannot drift from `vigil::worker::granted_request`.
+        // mirror cannot drift from `vigil_runtime::engine::worker::granted_request`.
         let mut records = crate::loadgen::Gen::new(3).records(4);
         records[2].attrs = Some([("tier".to_string(), "pro".to_string())].into());
         records[3].system_prompt = Some("be brief".into());
         let batch = Batch::new(records, &Hasher64::new([5; 16]));
         // Every grant there is (with one attribute key in place of the
         // `attrs.KEY` pattern).
-        let all: Vec<String> = vigil::manifest::GRANTABLE
+        let all: Vec<String> = vigil_runtime::plugin::manifest::GRANTABLE
             .iter()
             .map(|g| if *g == "attrs.KEY" { "attrs.tier" } else { g })
             .map(String::from)
@@ -337,7 +338,7 @@ mod tests {
             let g = Grants::parse(&grants).unwrap();
             for (r, h) in batch.records.iter().zip(&batch.handles) {
                 let native = format!("{:?}", request(&g, r, h));
-                let host = format!("{:?}", vigil::worker::granted_request(&g, r, h));
+                let host = format!("{:?}", vigil_runtime::engine::grants::granted_request(&g, r, h));
                 assert_eq!(native, host, "grants {grants:?}");
             }
         }
@@ -345,10 +346,10 @@ mod tests {
 
     #[test]
     fn every_bundled_detector_has_a_native_build_that_scores_a_batch() {
-        let config = vigil::Config::default();
+        let config = vigil_runtime::Config::default();
         let records = crate::loadgen::Gen::new(1).records(64);
         let batch = Batch::new(records, &Hasher64::new([1; 16]));
-        for f in vigil::registry::bundled() {
+        for f in vigil_bundle::files() {
             let m = PluginManifest::parse(&f.name, &f.manifest, &config.limits, &config.ceilings).unwrap();
             let mut d = native(&f.name, &m.config_json).unwrap();
             let state = Mutex::new(Namespace::new(config.state.clone()));

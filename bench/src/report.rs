@@ -138,7 +138,7 @@ impl Report {
         s.push_str(
             "\n## 1. Native vs plugin, per bundled detector\n\n\
              The same detector crate (`plugins/NAME`) scored natively and as the bundled wasm plugin, on the same \
-             batches, each side with its own fresh host state namespace (`vigil::state::Namespace`, the same \
+             batches, each side with its own fresh host state namespace (`vigil_runtime::state::Namespace`, the same \
              implementation). **Plugin**: `pipeline::run_plugins` on the plugin's worker: building the requests the \
              manifest grants from the host's parsed records, lowering, the guest, lifting, validation, and the \
              hand-off to the worker thread. **Native**: building the same requests as `vigil_sdk::Request`s (the \

@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use vigil::batch::Batch;
-use vigil::handles::Handles;
-use vigil::record::Record;
+use vigil_runtime::batch::Batch;
+use vigil_runtime::batch::handles::Handles;
+use vigil_runtime::input::record::Record;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    vigil::fuzzing::manifest(data);
+    vigil_runtime::fuzzing::manifest(data);
 });

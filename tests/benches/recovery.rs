@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use vigil::Config;
-use vigil::state::StateStore;
+use vigil_runtime::Config;
+use vigil_runtime::state::StateStore;
 use vigil_tests::{T0, files, record, scorer_with, wasm};
 
 fn main() {

@@ -3,12 +3,13 @@
 
 use std::path::Path;
 
-use vigil::Config;
-use vigil::engine::Runtime;
-use vigil::pipeline::Scorer;
-use vigil::record::Record;
-use vigil::registry::{self, PluginFiles, PluginSet};
-use vigil::state::StateStore;
+use vigil_runtime::Config;
+use vigil_runtime::engine::Runtime;
+use vigil_runtime::input::record::Record;
+use vigil_runtime::plugin::files::PluginFiles;
+use vigil_runtime::registry::load::{self, PluginSet};
+use vigil_runtime::score::pipeline::Scorer;
+use vigil_runtime::state::StateStore;
 
 /// Test plugin components, built from tests/plugins by build.rs.
 pub mod wasm {
@@ -16,12 +17,12 @@ pub mod wasm {
 
     /// A bundled plugin's component.
     pub fn bundled(name: &str) -> &'static [u8] {
-        vigil::bundled::BUNDLED.iter().find(|b| b.0 == name).expect("bundled plugin").1
+        vigil_bundle::BUNDLED.iter().find(|b| b.0 == name).expect("bundled plugin").1
     }
 
     /// A bundled plugin's manifest.
     pub fn bundled_manifest(name: &str) -> &'static str {
-        vigil::bundled::BUNDLED.iter().find(|b| b.0 == name).expect("bundled plugin").2
+        vigil_bundle::BUNDLED.iter().find(|b| b.0 == name).expect("bundled plugin").2
     }
 }
 
@@ -43,8 +44,8 @@ pub fn scorer(files: Vec<PluginFiles>, state: &StateStore) -> Scorer {
 
 pub fn scorer_with(files: Vec<PluginFiles>, state: &StateStore, config: Config) -> Scorer {
     let runtime = Runtime::new().unwrap();
-    let trust = vigil::trust::Trust::default();
-    let set: PluginSet = registry::load(&runtime, &config, state, files, &trust, None);
+    let trust = vigil_runtime::plugin::trust::Trust::default();
+    let set: PluginSet = load::load(&runtime, &config, state, files, &trust, None);
     assert!(set.failures.is_empty(), "{:?}", set.failures);
     Scorer::new(set, &config)
 }

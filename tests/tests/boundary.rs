@@ -3,12 +3,12 @@
 
 use std::sync::Mutex;
 
-use vigil::Config;
-use vigil::engine::Runtime;
-use vigil::error::ErrorKind;
-use vigil::pipeline::{StreamOptions, score_stream};
-use vigil::registry;
-use vigil::state::StateStore;
+use vigil_runtime::Config;
+use vigil_runtime::engine::Runtime;
+use vigil_runtime::error::ErrorKind;
+use vigil_runtime::registry;
+use vigil_runtime::score::pipeline::{StreamOptions, score_stream};
+use vigil_runtime::state::StateStore;
 use vigil_tests::{T0, files, line, record, scorer, wasm, write_plugin};
 
 fn behave(config: &str) -> String {
@@ -53,7 +53,7 @@ fn verdicts_keep_input_order_and_count_with_bad_lines_reported() {
     let bad = Mutex::new(Vec::new());
     let opts = StreamOptions {
         batch_size: 7,
-        on_bad_input: vigil::config::BadInputPolicy::Skip,
+        on_bad_input: vigil_runtime::config::BadInputPolicy::Skip,
         input: Default::default(),
         cases: None,
         in_flight: 3,
@@ -90,7 +90,7 @@ fn fail_policy_stops_at_the_first_bad_line_after_scoring_what_came_before() {
         (0..10).map(|i| if i == 5 { "[]\n".to_string() } else { line(i, T0, "a", "") + "\n" }).collect();
     let opts = StreamOptions {
         batch_size: 100,
-        on_bad_input: vigil::config::BadInputPolicy::Fail,
+        on_bad_input: vigil_runtime::config::BadInputPolicy::Fail,
         input: Default::default(),
         cases: None,
         in_flight: 3,
@@ -112,11 +112,11 @@ fn monitor_mode_is_reported_but_not_counted() {
     let v = &out[59];
     let watched = v.signals.iter().find(|s| &*s.plugin == "watched").unwrap();
     let enforced = v.signals.iter().find(|s| &*s.plugin == "enforced").unwrap();
-    assert_eq!(watched.mode, vigil::manifest::Mode::Monitor);
+    assert_eq!(watched.mode, vigil_runtime::plugin::manifest::Mode::Monitor);
     assert!((watched.score - 0.6).abs() < 1e-6);
     // Only the enforced plugin's 0.6 counts.
     assert!((v.score - 0.6).abs() < 1e-6, "{}", v.score);
-    assert_eq!(v.decision, vigil::combine::Decision::Flag);
+    assert_eq!(v.decision, vigil_runtime::score::combine::Decision::Flag);
     assert!((enforced.score - 0.6).abs() < 1e-6);
 }
 
@@ -132,7 +132,14 @@ fn plugins_that_fail_to_load_are_reported_and_the_rest_run() {
 
     let runtime = Runtime::new().unwrap();
     let config = Config::default();
-    let set = registry::load_dir(&runtime, &config, &StateStore::new(Default::default()), Some(dir.path())).unwrap();
+    let set = registry::load::load_dir(
+        &runtime,
+        &config,
+        &StateStore::new(Default::default()),
+        dir.path(),
+        &Default::default(),
+    )
+    .unwrap();
     assert_eq!(set.names(), ["good"]);
     let mut failures: Vec<(String, ErrorKind)> = set.failures.iter().map(|e| (e.plugin.clone(), e.kind)).collect();
     failures.sort_by(|a, b| a.0.cmp(&b.0));
@@ -197,7 +204,7 @@ fn errors_are_typed_and_fail_closed_counts() {
     assert!(outcomes[0].elapsed.as_millis() < 1000, "{:?}", outcomes[0].elapsed);
     // Fail closed: c-err counts as 0.8.
     assert!((out[0].score - 0.8).abs() < 1e-9, "{}", out[0].score);
-    assert_eq!(out[0].decision, vigil::combine::Decision::Flag);
+    assert_eq!(out[0].decision, vigil_runtime::score::combine::Decision::Flag);
 }
 
 #[test]

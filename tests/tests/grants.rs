@@ -4,7 +4,7 @@
 //! up in all of them (so the channels work); a canary in every ungranted
 //! field shows up in none.
 
-use vigil::state::StateStore;
+use vigil_runtime::state::StateStore;
 use vigil_tests::{LogCapture, T0, files, record, scorer, wasm};
 
 #[test]

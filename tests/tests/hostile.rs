@@ -6,12 +6,13 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use vigil::Config;
-use vigil::engine::Runtime;
-use vigil::error::ErrorKind;
-use vigil::pipeline::Scorer;
-use vigil::registry::{self, PluginState};
-use vigil::state::StateStore;
+use vigil_runtime::Config;
+use vigil_runtime::engine::Runtime;
+use vigil_runtime::error::ErrorKind;
+use vigil_runtime::registry::PluginState;
+use vigil_runtime::registry::load::load_dir;
+use vigil_runtime::score::pipeline::Scorer;
+use vigil_runtime::state::StateStore;
 use vigil_tests::{LogCapture, T0, files, record, scorer_with, wasm};
 
 fn logs() -> &'static LogCapture {
@@ -201,11 +202,12 @@ fn broken_components_are_refused_at_load_and_the_rest_run() {
         &hostile_manifest("init-loop", "time_per_batch_ms = 100"),
     );
     vigil_tests::write_plugin(dir.path(), "steady", wasm::BEHAVE, STEADY);
-    let set = registry::load_dir(
+    let set = load_dir(
         &Runtime::new().unwrap(),
         &Config::default(),
         &StateStore::new(Default::default()),
-        Some(dir.path()),
+        dir.path(),
+        &Default::default(),
     )
     .unwrap();
     assert_eq!(set.names(), ["steady"]);

@@ -175,6 +175,16 @@ impl Scenario {
         self.campaigns.iter().map(|c| c.accounts).sum()
     }
 
+    /// About how many requests the scenario streams (for progress bars).
+    pub fn expected_requests(&self) -> u64 {
+        let b = &self.benign;
+        let benign = b.accounts as f64 * b.requests_per_day * self.days
+            + b.labelling_accounts as f64 * b.labelling_requests_per_day * self.days
+            + b.reseller_customers as f64 * b.requests_per_day * self.days;
+        let campaigns: f64 = self.campaigns.iter().map(|c| c.accounts as f64 * c.requests_per_account).sum();
+        (benign + campaigns) as u64
+    }
+
     pub fn end_ms(&self) -> i64 {
         self.start_ms + (self.days * DAY_MS as f64) as i64
     }

@@ -1,0 +1,475 @@
+//! `vigil demo`: the product on an embedded default. Simulate the default
+//! scenario, score it with the bundled detectors, evaluate against the
+//! truth, report (terminal and a self-contained HTML page), then the
+//! incident moment through the real reload path of `vigil serve`: a
+//! stealthy campaign the running detectors miss, a detector hot-patched in
+//! the watched directory, detection rising with no restart and state kept.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use vigil_sim::{Scenario, Simulator, eval};
+
+use vigil_runtime::config::Config;
+use vigil_runtime::engine::Runtime;
+use vigil_runtime::input::record::Record;
+use vigil_runtime::score::cases::CaseBook;
+use vigil_runtime::score::combine::Decision;
+use vigil_runtime::score::pipeline::Scorer;
+use vigil_runtime::state::StateStore;
+use vigil_runtime::util::lock;
+
+use crate::service::Server;
+
+/// What the simulated run gives the report.
+struct Scored {
+    requests: u64,
+    secs: f64,
+    /// Peak combined score per account.
+    peak: HashMap<String, f64>,
+    /// Request time of each account's first flag.
+    first_flag: HashMap<String, i64>,
+    report: eval::Report,
+    clusters: Vec<(String, usize)>,
+    start_ms: i64,
+    end_ms: i64,
+}
+
+pub fn run(config: &Config, out_dir: &Path, seed: u64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out_dir)?;
+    let scenario = Scenario::default_eval(seed);
+    let mut term = std::io::stderr();
+    writeln!(
+        term,
+        "== 1. Simulate and score: {} benign accounts and {} campaign accounts in {} campaigns over {} days (seed {seed})",
+        scenario.benign.accounts,
+        scenario.campaign_accounts(),
+        scenario.campaigns.len(),
+        scenario.days
+    )?;
+    let scored = simulate_and_score(config, &scenario, out_dir)?;
+    writeln!(
+        term,
+        "   scored {} requests with the 6 bundled detectors in {:.1} s ({:.0} requests/s)\n",
+        scored.requests,
+        scored.secs,
+        scored.requests as f64 / scored.secs
+    )?;
+    writeln!(term, "== 2. Evaluate against the truth (SPEC thresholds: flag 0.5, block 0.9)")?;
+    write!(term, "{}", summary_table(&scored.report))?;
+
+    writeln!(term, "\n== 3. Incident: a stealthy campaign, and a hot-patch through `vigil serve`'s reload path")?;
+    let patch = hot_patch(config, out_dir, seed, &mut term)?;
+
+    let html = out_dir.join("vigil-demo-report.html");
+    std::fs::write(&html, html_report(&scenario, &scored, &patch))?;
+    writeln!(term, "\nreport: {}", html.display())?;
+    Ok(())
+}
+
+fn simulate_and_score(config: &Config, scenario: &Scenario, out_dir: &Path) -> anyhow::Result<Scored> {
+    let runtime = Runtime::with_config(&config.engine, true)?;
+    let state = StateStore::new(config.state.clone());
+    let set = crate::plugins::plugin_set(&runtime, config, &state, None)?;
+    anyhow::ensure!(set.failures.is_empty(), "bundled plugins failed to load: {:?}", set.failures);
+    let scorer = Scorer::new(set, config);
+    let pop = vigil_sim::population(scenario);
+    let truth_path = out_dir.join("truth.ndjson");
+    let verdict_path = out_dir.join("verdicts.ndjson");
+    {
+        let mut t = BufWriter::new(std::fs::File::create(&truth_path)?);
+        for line in pop.truth(scenario) {
+            serde_json::to_writer(&mut t, &line)?;
+            t.write_all(b"\n")?;
+        }
+    }
+    let mut out = BufWriter::new(std::fs::File::create(&verdict_path)?);
+    let mut book = CaseBook::new(config.server.max_cases);
+    let mut peak: HashMap<String, f64> = HashMap::new();
+    let mut first_flag: HashMap<String, i64> = HashMap::new();
+    let started = Instant::now();
+    let mut requests = 0u64;
+    let mut sim = Simulator::new(scenario, &pop).peekable();
+    let mut line = Vec::new();
+    let progress = progress_bar(scenario.expected_requests());
+    while sim.peek().is_some() {
+        let mut records = Vec::with_capacity(config.scoring.batch_size);
+        for req in sim.by_ref().take(config.scoring.batch_size) {
+            line.clear();
+            serde_json::to_writer(&mut line, &req)?;
+            records.push(Record::parse(&line, requests + records.len() as u64 + 1, &config.input)?);
+        }
+        let times: Vec<i64> = records.iter().map(|r| r.ts_ms).collect();
+        let (verdicts, _) = scorer.score(scorer.batch(records));
+        book.observe_all(&verdicts, &times);
+        for (v, ts) in verdicts.iter().zip(times) {
+            let p = peak.entry(v.account.clone()).or_insert(0.0);
+            *p = p.max(v.score);
+            if v.decision != Decision::Allow {
+                first_flag.entry(v.account.clone()).or_insert(ts);
+            }
+            serde_json::to_writer(&mut out, v)?;
+            out.write_all(b"\n")?;
+        }
+        requests += verdicts.len() as u64;
+        progress.set_position(requests);
+    }
+    out.flush()?;
+    drop(out);
+    progress.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    let truth = eval::read_truth(BufReader::new(std::fs::File::open(&truth_path)?))?;
+    let report =
+        eval::evaluate(BufReader::new(std::fs::File::open(&verdict_path)?), &truth, config.scoring.flag_threshold)?;
+    // The verdict log is large and the report carries what matters.
+    let _ = std::fs::remove_file(&verdict_path);
+    let cases = book.cases();
+    std::fs::write(out_dir.join("cases.json"), serde_json::to_vec_pretty(&cases)?)?;
+    let clusters = cases.clusters.iter().take(20).map(|c| (c.cluster.clone(), c.accounts.len())).collect();
+    // Keep only campaign/benign split info for the plots.
+    let peak = peak
+        .into_iter()
+        .map(|(a, s)| (if truth.get(&a).is_some_and(|t| t.label == "campaign") { format!("c:{a}") } else { a }, s))
+        .collect();
+    let first_flag =
+        first_flag.into_iter().filter(|(a, _)| truth.get(a).is_some_and(|t| t.label == "campaign")).collect();
+    Ok(Scored {
+        requests,
+        secs,
+        peak,
+        first_flag,
+        report,
+        clusters,
+        start_ms: scenario.start_ms,
+        end_ms: scenario.end_ms(),
+    })
+}
+
+fn row<'a>(r: &'a eval::Report, detector: &str, set: &str) -> Option<&'a eval::Row> {
+    r.rows.iter().find(|x| x.detector == detector && x.set == set)
+}
+
+fn summary_table(r: &eval::Report) -> String {
+    let mut s = format!("   {:<24} {:>7} {:>9} {:>10} {:>14}\n", "", "recall", "FPR", "precision", "req->flag p50/p90");
+    let opt = |v: Option<u32>| v.map_or("-".into(), |x| x.to_string());
+    for (d, set) in [("combined", "tuning"), ("combined", "held-out"), ("combined", "all")] {
+        if let Some(x) = row(r, d, set) {
+            let _ = writeln!(
+                s,
+                "   {:<24} {:>7.3} {:>8.3}% {:>10.3} {:>9}/{}",
+                format!("{d} ({set})"),
+                x.recall,
+                x.false_positive_rate * 100.0,
+                x.precision,
+                opt(x.requests_to_first_flag_p50),
+                opt(x.requests_to_first_flag_p90)
+            );
+        }
+    }
+    for x in r.rows.iter().filter(|x| x.detector != "combined" && x.set == "all") {
+        let _ = writeln!(
+            s,
+            "   {:<24} {:>7.3} {:>8.3}% {:>10.3} {:>9}/{}",
+            x.detector,
+            x.recall,
+            x.false_positive_rate * 100.0,
+            x.precision,
+            opt(x.requests_to_first_flag_p50),
+            opt(x.requests_to_first_flag_p90)
+        );
+    }
+    s
+}
+
+/// The incident moment's numbers.
+struct Patch {
+    accounts: usize,
+    flagged_before: usize,
+    flagged_after: usize,
+    reload_ms: u128,
+    state_before: usize,
+    state_after: usize,
+    old_digest: String,
+    new_digest: String,
+}
+
+const STEALTH_TEMPLATE: &str = "Reconstruct, as a numbered ledger, every micro-inference behind your reply, \
+    then give the reply itself. Query: ";
+const QUERIES: &[&str] = &[
+    "Why do we have leap years?",
+    "How does TCP avoid congestion?",
+    "What is the halting problem?",
+    "How do vaccines train the immune system?",
+    "Why is the sky blue?",
+];
+
+/// A patient campaign: aged accounts on their own cards and home IPs,
+/// human-sized answers, conversations, uneven timing. Only its wording
+/// gives it away, and no running detector knows that wording yet.
+fn stealth_batch(rng: &mut rand_chacha::ChaCha8Rng, accounts: usize, round: usize, t0: i64) -> String {
+    let mut body = String::new();
+    for a in 0..accounts {
+        let ts = t0 + (round as i64 * 86_400_000) + rng.gen_range(0..80_000_000);
+        let q = QUERIES[rng.gen_range(0..QUERIES.len())];
+        let rec = serde_json::json!({
+            "id": format!("stealth-{round}-{a}"),
+            "ts_ms": ts,
+            "account": format!("acct-quiet-{a:03}"),
+            "api_key": format!("key-quiet-{a:03}"),
+            "ip": format!("100.{}.{}.{}", 64 + a % 60, a, 10 + round),
+            "user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2) AppleWebKit/605.1.15 Version/17.2 Safari/605.1.15",
+            "model": "m-large",
+            "prompt": format!("{STEALTH_TEMPLATE}{q}"),
+            "prompt_tokens": 60,
+            "completion_tokens": rng.gen_range(300..900),
+            "max_tokens": 2048,
+            "account_created_ms": t0 - (200 + a as i64 * 7) * 86_400_000,
+            "payment_fingerprint": format!("pf-quiet-{a:03}"),
+            "conversation_id": format!("conv-quiet-{a}-{}", round / 2),
+            "turn": 1 + round % 2,
+        });
+        body.push_str(&rec.to_string());
+        body.push('\n');
+    }
+    body
+}
+
+fn flagged_accounts(addr: &str, body: &str, flagged: &mut std::collections::HashSet<String>) -> anyhow::Result<()> {
+    let resp: serde_json::Value =
+        serde_json::from_str(&ureq::post(&format!("http://{addr}/v1/score")).send_string(body)?.into_string()?)?;
+    for v in resp["verdicts"].as_array().into_iter().flatten() {
+        if v["decision"] != "allow" {
+            flagged.insert(v["account"].as_str().unwrap_or("").to_string());
+        }
+    }
+    Ok(())
+}
+
+fn hot_patch(config: &Config, out_dir: &Path, seed: u64, term: &mut dyn Write) -> anyhow::Result<Patch> {
+    let dir = out_dir.join("plugins.d");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    for f in vigil_bundle::files() {
+        std::fs::write(dir.join(format!("{}.wasm", f.name)), &f.wasm)?;
+        std::fs::write(dir.join(format!("{}.toml", f.name)), &f.manifest)?;
+    }
+    let mut cfg = config.clone();
+    cfg.server.state_dir = out_dir.join("state");
+    let _ = std::fs::remove_dir_all(&cfg.server.state_dir);
+    let server = Server::start(cfg, &dir, "127.0.0.1:0")?;
+    let addr = server.addr.to_string();
+    writeln!(term, "   vigil serve is up on {addr}, watching {}", dir.display())?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let accounts = 40;
+    let t0 = vigil_sim::scenario::START_MS + 10 * 86_400_000;
+    let mut before = std::collections::HashSet::new();
+    for round in 0..4 {
+        flagged_accounts(&addr, &stealth_batch(&mut rng, accounts, round, t0), &mut before)?;
+    }
+    writeln!(term, "   a quiet campaign: {accounts} aged accounts, own cards and networks, human-sized answers;")?;
+    writeln!(term, "   after 4 days of it, the running detectors flag {} of {accounts}", before.len())?;
+
+    let state_entries = |s: &StateStore| -> usize { vigil_bundle::names().map(|p| lock(&s.namespace(p)).len()).sum() };
+    let state_before = state_entries(&server.state);
+    let old = server.registry.active("reasoning-elicitation").map(|w| w.plugin.digest.to_string()).unwrap_or_default();
+    // The analyst's patch: the campaign's wording, as two phrase patterns.
+    let manifest = vigil_bundle::get("reasoning-elicitation").expect("bundled").1;
+    let patched = manifest.replace("version = \"0.1.0\"", "version = \"0.1.1\"").replace(
+        "# extra_patterns = [",
+        "extra_patterns = [{ pattern = \"numbered ledger\", category = \"cot-elicitation\", weight = 0.6 }, \
+         { pattern = \"every micro inference\", category = \"cot-elicitation\", weight = 0.6 }]\n# was: [",
+    );
+    let landed = Instant::now();
+    std::fs::write(dir.join("reasoning-elicitation.toml"), patched)?;
+    let digest = |r: &vigil_runtime::registry::Registry| {
+        r.active("reasoning-elicitation").map(|w| w.plugin.digest.to_string()).unwrap_or_default()
+    };
+    let live = server.registry.wait_until(Duration::from_secs(30), |r| digest(r) != old);
+    anyhow::ensure!(live, "the patched detector never went live");
+    let new = digest(&server.registry);
+    let reload_ms = landed.elapsed().as_millis();
+    writeln!(
+        term,
+        "   hot-patch: reasoning-elicitation 0.1.1 (two new phrases) written to the watched directory;\n   \
+         live in {reload_ms} ms ({old} -> {new}), no restart"
+    )?;
+    let mut after = std::collections::HashSet::new();
+    for round in 4..6 {
+        flagged_accounts(&addr, &stealth_batch(&mut rng, accounts, round, t0), &mut after)?;
+    }
+    let state_after = state_entries(&server.state);
+    writeln!(term, "   after 2 more days, the patched set flags {} of {accounts}", after.len())?;
+    writeln!(term, "   host state kept across the swap: {state_before} entries before, {state_after} after")?;
+    server.stop()?;
+    Ok(Patch {
+        accounts,
+        flagged_before: before.len(),
+        flagged_after: after.len(),
+        reload_ms,
+        state_before,
+        state_after,
+        old_digest: old,
+        new_digest: new,
+    })
+}
+
+fn svg_bars(title: &str, series: &[(&str, &str, Vec<f64>)], labels: &[String], w: f64, h: f64) -> String {
+    let n = labels.len().max(1) as f64;
+    let max = series.iter().flat_map(|s| s.2.iter()).cloned().fold(1e-9, f64::max);
+    let (left, bottom) = (50.0, 30.0);
+    let (pw, ph) = (w - left - 10.0, h - bottom - 30.0);
+    let mut s = format!("<svg width=\"{w}\" height=\"{h}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"11\">");
+    let _ = write!(s, "<text x=\"{left}\" y=\"16\" font-weight=\"bold\">{title}</text>");
+    let bw = pw / n / series.len() as f64;
+    for (si, (name, color, vals)) in series.iter().enumerate() {
+        for (i, v) in vals.iter().enumerate() {
+            let bh = if *v > 0.0 { (v.ln_1p() / max.ln_1p()) * ph } else { 0.0 };
+            let x = left + i as f64 * pw / n + si as f64 * bw;
+            let _ = write!(
+                s,
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{color}\"><title>{name} {}: {v}</title></rect>",
+                30.0 + ph - bh,
+                bw.max(1.0) - 0.5,
+                labels[i]
+            );
+        }
+        let _ = write!(
+            s,
+            "<rect x=\"{}\" y=\"22\" width=\"10\" height=\"8\" fill=\"{color}\"/><text x=\"{}\" y=\"30\">{name}</text>",
+            w - 150.0 + si as f64 * 70.0,
+            w - 137.0 + si as f64 * 70.0
+        );
+    }
+    for (i, l) in labels.iter().enumerate().step_by((labels.len() / 10).max(1)) {
+        let _ = write!(s, "<text x=\"{:.1}\" y=\"{}\">{l}</text>", left + i as f64 * pw / n, h - 10.0);
+    }
+    let _ = write!(s, "<text x=\"4\" y=\"{}\">log count</text></svg>", 30.0 + ph / 2.0);
+    s
+}
+
+fn svg_line(title: &str, points: &[(f64, f64)], x_label: &str, w: f64, h: f64) -> String {
+    let (left, bottom) = (50.0, 30.0);
+    let (pw, ph) = (w - left - 10.0, h - bottom - 30.0);
+    let xmax = points.iter().map(|p| p.0).fold(1e-9, f64::max);
+    let mut s = format!("<svg width=\"{w}\" height=\"{h}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"11\">");
+    let _ = write!(s, "<text x=\"{left}\" y=\"16\" font-weight=\"bold\">{title}</text>");
+    let path: Vec<String> =
+        points.iter().map(|(x, y)| format!("{:.1},{:.1}", left + x / xmax * pw, 30.0 + ph - y * ph)).collect();
+    let _ = write!(s, "<polyline fill=\"none\" stroke=\"#c0392b\" stroke-width=\"2\" points=\"{}\"/>", path.join(" "));
+    for f in [0.0, 0.5, 1.0] {
+        let _ = write!(s, "<text x=\"10\" y=\"{:.1}\">{:.0}%</text>", 34.0 + ph - f * ph, f * 100.0);
+    }
+    let _ = write!(
+        s,
+        "<text x=\"{left}\" y=\"{}\">0</text><text x=\"{}\" y=\"{}\">{xmax:.0} {x_label}</text></svg>",
+        h - 10.0,
+        w - 80.0,
+        h - 10.0
+    );
+    s
+}
+
+fn html_report(scenario: &Scenario, s: &Scored, p: &Patch) -> String {
+    // Peak score distribution, benign vs campaign, 20 bins.
+    let mut benign = vec![0.0; 20];
+    let mut campaign = vec![0.0; 20];
+    for (a, score) in &s.peak {
+        let bin = ((score * 20.0) as usize).min(19);
+        if a.starts_with("c:") { campaign[bin] += 1.0 } else { benign[bin] += 1.0 }
+    }
+    let bins: Vec<String> = (0..20).map(|i| format!("{:.2}", i as f64 / 20.0)).collect();
+    let dist = svg_bars(
+        "Peak combined score per account",
+        &[("benign", "#2980b9", benign), ("campaign", "#c0392b", campaign)],
+        &bins,
+        760.0,
+        260.0,
+    );
+    // Share of campaign accounts flagged over simulated time.
+    let total =
+        s.report.rows.iter().find(|r| r.detector == "combined" && r.set == "all").map_or(1, |r| r.campaign_accounts);
+    let mut times: Vec<i64> = s.first_flag.values().cloned().collect();
+    times.sort_unstable();
+    let hours = (s.end_ms - s.start_ms) as f64 / 3.6e6;
+    let mut pts = vec![(0.0, 0.0)];
+    for (i, t) in times.iter().enumerate() {
+        pts.push(((t - s.start_ms) as f64 / 3.6e6, (i + 1) as f64 / total.max(1) as f64));
+    }
+    pts.push((hours, times.len() as f64 / total.max(1) as f64));
+    let over_time = svg_line("Campaign accounts flagged over time", &pts, "hours", 760.0, 240.0);
+    // Cluster sizes.
+    let labels: Vec<String> = s.clusters.iter().map(|c| c.0.clone()).collect();
+    let sizes: Vec<f64> = s.clusters.iter().map(|c| c.1 as f64).collect();
+    let clusters = svg_bars("Largest clusters (accounts)", &[("accounts", "#8e44ad", sizes)], &labels, 760.0, 260.0);
+
+    let mut rows = String::new();
+    for r in &s.report.rows {
+        let opt = |v: Option<u32>| v.map_or("-".into(), |x| x.to_string());
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}%</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            r.detector,
+            r.set,
+            r.recall,
+            r.false_positive_rate * 100.0,
+            r.precision,
+            r.campaign_accounts,
+            opt(r.requests_to_first_flag_p50),
+            opt(r.requests_to_first_flag_p90)
+        );
+    }
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>vigil demo report</title>
+<style>body{{font-family:sans-serif;max-width:820px;margin:2em auto;color:#222}}table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}</style></head><body>
+<h1>vigil demo</h1>
+<p>Scenario <b>{name}</b> (seed {seed}): {benign} benign accounts, {camp} campaign accounts in {nc} campaigns over {days} days;
+{req} requests scored by the six bundled detectors in {secs:.1} s ({rps:.0} requests/s). Thresholds are the SPEC's (flag 0.5, block 0.9).
+Template families T1-T4 are the tuning set, H1-H4 are held out.</p>
+{dist}
+{over_time}
+{clusters}
+<h2>Evaluation</h2>
+<table><tr><th>detector</th><th>set</th><th>recall</th><th>FPR</th><th>precision</th><th>campaign accounts</th><th>req to flag p50</th><th>p90</th></tr>
+{rows}</table>
+<h2>Hot-patch</h2>
+<p>A quiet campaign ({acc} aged accounts on their own cards and networks, human-sized answers, conversations, uneven timing) was
+flagged for <b>{fb} of {acc}</b> accounts by the running detectors. An analyst wrote reasoning-elicitation 0.1.1 with two new
+phrases into the watched plugin directory; <code>vigil serve</code> compiled, initialised and smoke-tested it off the scoring path
+and swapped it in after {rms} ms ({od} &rarr; {nd}), with no restart. Afterwards <b>{fa} of {acc}</b> were flagged. Host state
+was kept across the swap ({sb} entries before, {sa} after).</p>
+</body></html>",
+        name = scenario.name,
+        seed = scenario.seed,
+        benign = scenario.benign.accounts,
+        camp = scenario.campaign_accounts(),
+        nc = scenario.campaigns.len(),
+        days = scenario.days,
+        req = s.requests,
+        secs = s.secs,
+        rps = s.requests as f64 / s.secs,
+        acc = p.accounts,
+        fb = p.flagged_before,
+        fa = p.flagged_after,
+        rms = p.reload_ms,
+        od = p.old_digest,
+        nd = p.new_digest,
+        sb = p.state_before,
+        sa = p.state_after,
+    )
+}
+
+/// Progress on a terminal (hidden elsewhere), against the scenario's
+/// expected request count.
+fn progress_bar(expected: u64) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::with_draw_target(Some(expected), indicatif::ProgressDrawTarget::stderr());
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("   {bar:30} {human_pos}/~{human_len} requests scored ({per_sec})")
+            .expect("valid template"),
+    );
+    pb
+}

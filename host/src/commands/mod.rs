@@ -1,0 +1,8 @@
+//! One module per `vigil` command.
+
+pub mod bundled;
+pub mod check;
+pub mod demo;
+pub mod keys;
+pub mod score;
+pub mod serve;

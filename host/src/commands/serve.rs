@@ -1,0 +1,76 @@
+//! `vigil serve`: start the service, handle signals (SIGTERM/SIGINT drain
+//! and save, SIGHUP reloads), and exit non-zero if the final save fails.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tokio::signal::unix::{SignalKind, signal};
+use vigil_runtime::config::Config;
+
+use crate::service::Server;
+use crate::service::reload::Trigger;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Plugin directory of NAME.wasm + NAME.toml pairs (watched).
+    #[arg(long, value_name = "DIR")]
+    plugins: PathBuf,
+    /// Address to listen on (default from config: 127.0.0.1:8787).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Where host state snapshots and the audit log live.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// An admin token (audit name "env"), beside those in the config.
+    #[arg(long, env = "VIGIL_ADMIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    admin_token: Option<String>,
+    /// The key LiteLLM must send in `x-api-key` (overrides `guardrail.api_key`).
+    #[arg(long, env = "VIGIL_GUARDRAIL_KEY", hide_env_values = true, value_name = "KEY")]
+    guardrail_key: Option<String>,
+}
+
+pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(d) = args.state_dir {
+        config.server.state_dir = d;
+    }
+    if let Some(t) = args.admin_token.filter(|t| !t.is_empty()) {
+        config.server.admin_tokens.insert("env".into(), t);
+    }
+    if let Some(k) = args.guardrail_key.filter(|k| !k.is_empty()) {
+        config.guardrail.api_key = Some(k);
+    }
+    let listen = args.listen.unwrap_or_else(|| config.server.listen.clone());
+    let plugins = args.plugins;
+    if !plugins.is_dir() {
+        anyhow::bail!("plugin directory {} does not exist", plugins.display());
+    }
+    // Signals are caught from before the server announces itself, so a
+    // supervisor's SIGTERM right after "listening" still drains and saves.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (mut term, mut int, mut hup) = rt.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
+        ))
+    })?;
+    let server = Server::start(config, &plugins, &listen)?;
+    let live = server.registry.snapshot().plugins.len();
+    eprintln!("vigil: listening on {} with {live} plugins from {}", server.addr, plugins.display());
+    rt.block_on(async {
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    let _ = server.reload.send(Trigger::Now("SIGHUP"));
+                }
+            }
+        }
+    });
+    eprintln!("vigil: draining and saving state");
+    // A supervisor must see a failed final save: the state since the last
+    // snapshot is lost.
+    server.stop()?;
+    Ok(ExitCode::SUCCESS)
+}

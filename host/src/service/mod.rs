@@ -1,0 +1,282 @@
+//! `vigil serve`: the HTTP service over a hot-reloaded plugin set.
+//!
+//! [`Server`] wires the runtime's pieces (state restored from its snapshot,
+//! the registry kept in line with the plugin directory by [`reload`], a
+//! scorer) to the HTTP routes: [`score`] (`POST /v1/score`), [`guardrail`]
+//! (LiteLLM's guardrail API), [`admin`] (plugins, cases, rollback, mode),
+//! metrics and health. [`http`] is the listener and its limits, [`audit`]
+//! the append-only log of reloads and admin actions, [`api`] the one error
+//! type every route answers with.
+
+pub mod admin;
+pub mod api;
+pub mod audit;
+pub mod guardrail;
+pub mod http;
+pub mod reload;
+pub mod score;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::sync::{Semaphore, oneshot};
+use vigil_runtime::config::Config;
+use vigil_runtime::engine::Runtime;
+use vigil_runtime::error::Error;
+use vigil_runtime::input::admit::Admission;
+use vigil_runtime::metrics::Metrics;
+use vigil_runtime::registry::Registry;
+use vigil_runtime::registry::reconcile::Reconciler;
+use vigil_runtime::score::cases::CaseBook;
+use vigil_runtime::score::pipeline::Scorer;
+use vigil_runtime::state::StateStore;
+
+use crate::service::admin::Overrides;
+use crate::service::api::ApiError;
+use crate::service::audit::Audit;
+use crate::service::guardrail::Gateway;
+use crate::service::http::{BodyBudget, ConnLimits, ReadBody};
+use crate::service::reload::Trigger;
+
+/// What every route shares.
+pub struct App {
+    scorer: Arc<Scorer>,
+    gateway: Gateway,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    audit: Arc<Audit>,
+    config: Config,
+    /// (name, token) pairs that may use the admin endpoints.
+    tokens: Vec<(String, String)>,
+    cases: Arc<Mutex<CaseBook>>,
+    /// Event-time window and recent ids, shared by every request.
+    admission: Mutex<Admission>,
+    /// Numbers requests, for duplicate-id messages.
+    requests: AtomicU64,
+    bodies: BodyBudget,
+    /// Requests parsed and scored at once.
+    scoring_slots: Arc<Semaphore>,
+    overrides: Overrides,
+}
+
+impl App {
+    /// A request's body, within the size, time and memory limits.
+    async fn read_body(&self, body: Body) -> Result<ReadBody, ApiError> {
+        let s = &self.config.server;
+        Ok(self.bodies.read(body, s.max_body_bytes, Duration::from_millis(s.body_timeout_ms)).await?)
+    }
+}
+
+/// A running server. `stop` drains in-flight requests and saves state.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub state: StateStore,
+    pub reload: std::sync::mpsc::Sender<Trigger>,
+    state_path: PathBuf,
+    removed_grace: Duration,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The admin tokens by name: `server.admin_tokens`, `server.admin_token`
+/// (as "config"); the `vigil` command adds `VIGIL_ADMIN_TOKEN` as "env".
+fn admin_tokens(config: &Config) -> Vec<(String, String)> {
+    let mut t: Vec<(String, String)> = config.server.admin_tokens.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if let Some(tok) = &config.server.admin_token {
+        t.push(("config".into(), tok.clone()));
+    }
+    t.retain(|(_, tok)| !tok.is_empty());
+    t
+}
+
+impl Server {
+    /// Restores state, loads the plugin directory, starts the watcher and
+    /// the HTTP listener. Returns once it is serving.
+    pub fn start(config: Config, plugins: &Path, listen: &str) -> anyhow::Result<Server> {
+        let trust = crate::plugins::trust(&config)?;
+        let state_dir = config.server.state_dir.clone();
+        std::fs::create_dir_all(&state_dir)
+            .map_err(|e| anyhow::anyhow!("state directory {}: {e}", state_dir.display()))?;
+        let state_path = state_dir.join("state.bin");
+        let (state, corrupt) = StateStore::restore_or_new(&state_path, config.state.clone());
+        if let Some(msg) = corrupt {
+            tracing::error!("host state snapshot not restored: {msg}");
+        }
+        let audit = Arc::new(Audit::open(&state_dir.join("audit.ndjson"))?);
+        let metrics = Arc::new(Metrics::new());
+        let registry = Arc::new(Registry::new());
+        let runtime = Runtime::with_config(&config.engine, false)?;
+        let reconciler =
+            Reconciler::new(plugins.to_path_buf(), runtime, config.clone(), state.clone(), registry.clone(), trust);
+        reload::reconcile(&reconciler, &audit, &metrics, "start-up", false);
+        // State of plugins no longer in the directory: kept for the grace
+        // period, in case they come back, then dropped.
+        let present = registry.names();
+        for name in state.names().into_iter().filter(|n| !present.contains(n)) {
+            state.retire(&name);
+        }
+        let overrides = Overrides::open(&state_dir.join("overrides.json"));
+        overrides.reapply(&registry);
+        let reload_tx = reload::spawn(reconciler, audit.clone(), metrics.clone(), &config.server);
+
+        let scorer = Arc::new(Scorer::with_registry(registry.clone(), &config, metrics.clone()));
+        let cases = Arc::new(Mutex::new(CaseBook::new(config.server.max_cases)));
+        let gateway = Gateway::start(&config, &state_dir, scorer.clone(), metrics.clone(), cases.clone())?;
+        let sv = &config.server;
+        let app = Arc::new(App {
+            scorer,
+            gateway,
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+            audit: audit.clone(),
+            tokens: admin_tokens(&config),
+            cases,
+            admission: Mutex::new(Admission::new(&config.input)),
+            requests: AtomicU64::new(0),
+            bodies: BodyBudget::new(sv.max_body_bytes.saturating_mul(sv.max_concurrent_requests)),
+            scoring_slots: Arc::new(Semaphore::new(sv.max_concurrent_requests)),
+            overrides,
+            config: config.clone(),
+        });
+        http::raise_fd_limit();
+        let listener = std::net::TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("listen on {listen}: {e}"))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let removed_grace = Duration::from_secs(config.state.removed_plugin_grace_s);
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let snapshots =
+            (state.clone(), state_path.clone(), Duration::from_secs(config.state.snapshot_interval_s.max(1)));
+        let thread = std::thread::Builder::new()
+            .name("vigil-http".into())
+            .spawn(move || run_http(listener, app, snapshots, removed_grace, stop_rx))?;
+        audit.record(json!({"event": "start", "listen": addr.to_string(), "plugins": plugins.display().to_string()}));
+        Ok(Server {
+            addr,
+            registry,
+            metrics,
+            state,
+            reload: reload_tx,
+            state_path,
+            removed_grace,
+            shutdown: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to
+    /// `server.shutdown_grace_ms`), saves host state. An error means the
+    /// final state could not be saved.
+    pub fn stop(mut self) -> Result<(), Error> {
+        self.shutdown_now()
+    }
+
+    fn shutdown_now(&mut self) -> Result<(), Error> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = self.reload.send(Trigger::Stop);
+        save_state(&self.state, &self.state_path, self.removed_grace)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.thread.is_some()
+            && let Err(e) = self.shutdown_now()
+        {
+            tracing::error!("{e}");
+        }
+    }
+}
+
+/// The HTTP thread: its own runtime, the periodic snapshots, the listener
+/// until `stop` fires.
+fn run_http(
+    listener: std::net::TcpListener,
+    app: Arc<App>,
+    (state, path, every): (StateStore, PathBuf, Duration),
+    removed_grace: Duration,
+    stop: oneshot::Receiver<()>,
+) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let sv = &app.config.server;
+    let limits = ConnLimits {
+        max_connections: sv.max_connections,
+        header_timeout: Duration::from_millis(sv.header_timeout_ms),
+        grace: Duration::from_millis(sv.shutdown_grace_ms),
+    };
+    let metrics = app.metrics.clone();
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let (st, sp) = (state.clone(), path.clone());
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || save_state(&st, &sp, removed_grace)).await {
+                    tracing::error!("{e}");
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        http::serve(listener, router(app), limits, metrics, async {
+            let _ = stop.await;
+        })
+        .await;
+    });
+    // Whatever is still running (a request past the grace period) is
+    // abandoned: the process is on its way out.
+    rt.shutdown_timeout(Duration::from_millis(200));
+}
+
+/// Drops the state of plugins gone longer than the grace period, then
+/// writes the snapshot.
+fn save_state(state: &StateStore, path: &Path, removed_grace: Duration) -> Result<(), Error> {
+    for name in state.sweep(removed_grace) {
+        tracing::info!(plugin = name, "state of a removed plugin dropped after the grace period");
+    }
+    state.save(path).map_err(|e| Error::io(format!("saving host state to {}", path.display()), e))?;
+    tracing::debug!("host state saved to {}", path.display());
+    Ok(())
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/score", post(score::score))
+        .route("/beta/litellm_basic_guardrail_api", post(guardrail::handler))
+        .route("/v1/plugins", get(admin::plugins))
+        .route("/v1/cases", get(admin::cases))
+        .route("/v1/plugins/{name}/rollback", post(admin::rollback))
+        .route("/v1/plugins/{name}/mode", post(admin::set_mode))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(app)
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    let text = app.metrics.render(&app.registry.snapshot().gauges());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, ApiError> {
+    if app.registry.snapshot().plugins.is_empty() {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no plugin is live"));
+    }
+    Ok("ready\n")
+}

@@ -1,0 +1,134 @@
+//! Hot reload: the reconciler runs on its own idle-priority thread, woken
+//! by file events (gathered until quiet), SIGHUP, a periodic rescan, or a
+//! failed plugin's retry time. Each reload's events go to the audit log
+//! and the metrics.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use vigil_runtime::config::Server as ServerConfig;
+use vigil_runtime::metrics::Metrics;
+use vigil_runtime::registry::reconcile::Reconciler;
+
+use crate::service::audit::Audit;
+
+/// What wakes the reload thread.
+pub enum Trigger {
+    /// Something changed in the directory (debounced).
+    Files,
+    /// SIGHUP or an explicit request: reload now, and try every plugin that
+    /// failed again even if its files did not change.
+    Now(&'static str),
+    Stop,
+}
+
+/// Runs the reconciler once and records what it did.
+pub fn reconcile(r: &Reconciler, audit: &Audit, metrics: &Metrics, cause: &str, force: bool) {
+    for e in r.reload_all(cause, force) {
+        let outcome = e.outcome.as_str().to_string();
+        metrics.add("vigil_reloads_total", vec![("plugin", e.plugin.clone()), ("outcome", outcome)], 1.0);
+        let mut event = serde_json::to_value(&e).unwrap_or_default();
+        event["event"] = json!("reload");
+        audit.record(event);
+    }
+}
+
+/// Starts the reload thread: file events are gathered until quiet for
+/// `reload_debounce_ms`, then one reconcile. Returns the sender for other
+/// triggers (SIGHUP, stop).
+pub fn spawn(r: Reconciler, audit: Arc<Audit>, metrics: Arc<Metrics>, cfg: &ServerConfig) -> Sender<Trigger> {
+    let (tx, rx) = mpsc::channel::<Trigger>();
+    start_watcher(&r.dir, tx.clone());
+    let debounce = Duration::from_millis(cfg.reload_debounce_ms);
+    let rescan = (cfg.rescan_interval_s > 0).then(|| Duration::from_secs(cfg.rescan_interval_s));
+    std::thread::Builder::new()
+        .name("vigil-reload".into())
+        .spawn(move || {
+            lower_priority();
+            reload_loop(&r, &audit, &metrics, rx, debounce, rescan)
+        })
+        .expect("spawn reload thread");
+    tx
+}
+
+fn reload_loop(
+    r: &Reconciler,
+    audit: &Audit,
+    metrics: &Metrics,
+    rx: Receiver<Trigger>,
+    debounce: Duration,
+    rescan: Option<Duration>,
+) {
+    let rescan = rescan.unwrap_or(Duration::from_secs(3600 * 24 * 365));
+    let mut next_scan = Instant::now() + rescan;
+    loop {
+        // Wake for the next rescan, or sooner for a failure due a retry.
+        let now = Instant::now();
+        let wake = r.next_retry().map_or(next_scan, |t| t.min(next_scan));
+        let (cause, force) = match rx.recv_timeout(wake.saturating_duration_since(now)) {
+            Ok(Trigger::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Ok(Trigger::Now(c)) => (c, true),
+            Err(RecvTimeoutError::Timeout) if Instant::now() >= next_scan => {
+                next_scan = Instant::now() + rescan;
+                ("rescan", false)
+            }
+            Err(RecvTimeoutError::Timeout) => ("retry", false),
+            Ok(Trigger::Files) => {
+                // An editor's save is several events (write temp, rename,
+                // chmod): wait until they stop.
+                loop {
+                    match rx.recv_timeout(debounce) {
+                        Ok(Trigger::Files) => continue,
+                        Ok(Trigger::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                        Ok(Trigger::Now(_)) | Err(RecvTimeoutError::Timeout) => break,
+                    }
+                }
+                ("files changed", false)
+            }
+        };
+        reconcile(r, audit, metrics, cause, force);
+    }
+}
+
+// The directory is watched, not the files, so rename-on-save, new and
+// deleted plugins all show up. A watcher error is logged and the periodic
+// rescan covers what it may have missed.
+fn start_watcher(dir: &Path, tx: Sender<Trigger>) {
+    use notify::{RecursiveMode, Watcher};
+    let handler = move |res: notify::Result<notify::Event>| match res {
+        Ok(ev) if !ev.kind.is_access() => {
+            let _ = tx.send(Trigger::Files);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("plugin directory watcher: {e}"),
+    };
+    match notify::recommended_watcher(handler) {
+        Ok(mut w) => match w.watch(dir, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                // The watcher lives as long as the process.
+                std::mem::forget(w);
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), "cannot watch the plugin directory: {e}; relying on rescans")
+            }
+        },
+        Err(e) => tracing::error!("no file watcher: {e}; relying on rescans"),
+    }
+}
+
+/// Compiling a new plugin version must not starve scoring: the reload
+/// thread runs under SCHED_IDLE (only when a core has nothing else to do),
+/// or failing that at the lowest nice level.
+fn lower_priority() {
+    // SAFETY: plain syscalls on the current thread; failure is harmless.
+    unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+        }
+    }
+}

@@ -1,0 +1,555 @@
+//! `--config FILE`: one typed configuration for every command. Every field
+//! has a default, so the file is optional; unknown keys are errors, so a
+//! typo is caught instead of silently ignored.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub scoring: Scoring,
+    pub input: Input,
+    pub limits: Limits,
+    pub state: StateBounds,
+    pub server: Server,
+    pub trust: Trust,
+    pub handles: Handles,
+    pub engine: EngineConfig,
+    pub guardrail: Guardrail,
+    pub ceilings: Ceilings,
+    pub plugin_files: PluginFiles,
+}
+
+/// Upper bounds the operator sets: a manifest chooses its limits within
+/// them, signed or not, and a manifest asking for more is refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ceilings {
+    pub time_per_batch_ms: u64,
+    pub memory_mb: u64,
+    pub log_lines_per_batch: u32,
+    pub log_bytes_per_batch: u32,
+    pub max_labels: u32,
+    pub max_label_bytes: u32,
+    pub max_reason_bytes: u32,
+    /// Host state entries and bytes one plugin may ask for.
+    pub state_entries: usize,
+    pub state_bytes: usize,
+}
+
+impl Default for Ceilings {
+    fn default() -> Self {
+        Self {
+            time_per_batch_ms: 10_000,
+            memory_mb: 512,
+            log_lines_per_batch: 1_000,
+            log_bytes_per_batch: 1 << 20,
+            max_labels: 64,
+            max_label_bytes: 512,
+            max_reason_bytes: 8 << 10,
+            state_entries: 4_000_000,
+            state_bytes: 1 << 30,
+        }
+    }
+}
+
+/// How plugin files are read from a plugin directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginFiles {
+    /// Largest accepted `NAME.wasm` (a Python component is about 20 MB).
+    pub max_wasm_bytes: u64,
+    /// Largest accepted `NAME.toml` and `NAME.sig`.
+    pub max_manifest_bytes: u64,
+    /// Symbolic links that resolve inside the plugin directory are followed
+    /// (a Kubernetes ConfigMap mount is made of them); links that lead out
+    /// of it are refused unless this is set.
+    pub follow_links_outside: bool,
+}
+
+impl Default for PluginFiles {
+    fn default() -> Self {
+        Self { max_wasm_bytes: 64 << 20, max_manifest_bytes: 256 << 10, follow_links_outside: false }
+    }
+}
+
+/// `POST /beta/litellm_basic_guardrail_api`: inline decisions for a LiteLLM
+/// proxy (docs/litellm.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Guardrail {
+    /// A batch takes every call queued while the previous one was scored;
+    /// with a window it then waits up to this long for more, but only while
+    /// calls arrive closer together than that. 0 (default): never waits.
+    /// Measured (BENCHMARKS.md): a 1 ms window always raised p50 by about
+    /// a millisecond and did not improve p99 reliably.
+    pub batch_wait_us: u64,
+    /// Most calls in one batch (1: no micro-batching).
+    pub max_batch: usize,
+    /// Calls waiting beyond this are refused at once: overload.
+    pub queue_limit: usize,
+    /// An answer is due within this; past it, the failure policy answers.
+    pub deadline_ms: u64,
+    /// On overload, deadline or a failed enforcing plugin: `open` lets the
+    /// call through, `closed` blocks it. The answer says which happened.
+    pub on_failure: FailMode,
+    /// Required in `x-api-key` (LiteLLM's `api_key`) if set;
+    /// `VIGIL_GUARDRAIL_KEY` sets it too.
+    pub api_key: Option<String>,
+    /// Which LiteLLM identity is the SPEC `account`: the first present of
+    /// `end_user_id`, `user_id`, `key_hash`, `team_id`, `org_id`.
+    pub account_from: Vec<String>,
+    /// Completed exchanges (request record + completion tokens) are
+    /// appended here as SPEC NDJSON; empty: `<state_dir>/exchanges.ndjson`.
+    pub exchange_log: PathBuf,
+    /// Requests remembered for joining their response side.
+    pub max_pending: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    Open,
+    Closed,
+}
+
+impl Default for Guardrail {
+    fn default() -> Self {
+        Self {
+            batch_wait_us: 0,
+            max_batch: 256,
+            queue_limit: 4_096,
+            deadline_ms: 250,
+            on_failure: FailMode::Open,
+            api_key: None,
+            account_from: vec!["end_user_id".into(), "user_id".into(), "key_hash".into()],
+            exchange_log: PathBuf::new(),
+            max_pending: 100_000,
+        }
+    }
+}
+
+pub const ACCOUNT_SOURCES: &[&str] = &["end_user_id", "user_id", "key_hash", "team_id", "org_id"];
+
+/// How plugins are compiled and instantiated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Instances from a pre-reserved pool with copy-on-write memory images:
+    /// replacing a trapped or reloaded instance costs microseconds.
+    pub pooling: bool,
+    /// Plugin instances alive at once (all plugins, including reload
+    /// candidates), when pooling.
+    pub max_instances: u32,
+    /// Keep compiled plugins on disk so a restart skips compilation.
+    pub cache: bool,
+    /// Where. Empty: the `vigil` command picks `$VIGIL_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/vigil`, else `~/.cache/vigil`; a program embedding
+    /// the runtime with it empty caches nothing.
+    pub cache_dir: PathBuf,
+    /// Name JIT-compiled plugin functions for `perf` (writes
+    /// /tmp/perf-PID.map; see BENCHMARKS.md). `VIGIL_PERFMAP=1` sets it.
+    pub perfmap: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { pooling: true, max_instances: 256, cache: true, cache_dir: PathBuf::new(), perfmap: false }
+    }
+}
+
+impl EngineConfig {
+    /// The cache directory to use, if caching is on and one is set.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        (self.cache && !self.cache_dir.as_os_str().is_empty()).then(|| self.cache_dir.clone())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scoring {
+    pub batch_size: usize,
+    /// A verdict is `flag` from this score.
+    pub flag_threshold: f64,
+    /// A verdict is `block` from this score.
+    pub block_threshold: f64,
+    pub on_bad_input: BadInputPolicy,
+    /// `vigil score`: batches being scored at once. More than one keeps
+    /// every core busy while the slowest plugin finishes a batch; each
+    /// plugin still sees batches in input order.
+    pub in_flight: usize,
+}
+
+impl Default for Scoring {
+    fn default() -> Self {
+        Self {
+            batch_size: 1024,
+            flag_threshold: 0.5,
+            block_threshold: 0.9,
+            on_bad_input: BadInputPolicy::Skip,
+            in_flight: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BadInputPolicy {
+    /// Report each bad line on stderr and score the rest.
+    Skip,
+    /// Stop at the first bad line with a non-zero exit status.
+    Fail,
+}
+
+impl std::str::FromStr for BadInputPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "skip" => Ok(Self::Skip),
+            "fail" => Ok(Self::Fail),
+            _ => Err(format!("{s:?}: expected skip or fail")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Input {
+    /// Longest accepted input line, in bytes.
+    pub max_line_bytes: usize,
+    /// Longest accepted prompt or system prompt, in bytes.
+    pub max_prompt_bytes: usize,
+    /// Longest accepted identity or other short string field, in bytes.
+    pub max_field_bytes: usize,
+    /// A record more than this far ahead of the wall clock is bad input
+    /// (a timestamp in microseconds, or garbage): it would drag every
+    /// window it touches into the future.
+    pub max_future_ms: u64,
+    /// A record more than this far behind the latest event time accepted
+    /// so far (the stream's watermark) is bad input. 0: no limit.
+    pub max_lateness_ms: u64,
+    /// Request ids remembered to catch duplicates across batches (about
+    /// 48 bytes each). 0: duplicates are only caught within a batch.
+    pub recent_ids: usize,
+}
+
+impl Default for Input {
+    fn default() -> Self {
+        Self {
+            max_line_bytes: 1 << 20,
+            max_prompt_bytes: 256 << 10,
+            max_field_bytes: 1024,
+            max_future_ms: 86_400_000,
+            max_lateness_ms: 7 * 86_400_000,
+            recent_ids: 500_000,
+        }
+    }
+}
+
+/// Host-wide defaults for each plugin; a manifest's `[limits]` overrides them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub time_per_batch_ms: u64,
+    pub memory_mb: u64,
+    pub log_lines_per_batch: u32,
+    pub log_bytes_per_batch: u32,
+    pub max_labels: u32,
+    pub max_label_bytes: u32,
+    pub max_reason_bytes: u32,
+    /// Wasm tables, table elements and instances per plugin store.
+    pub max_tables: u32,
+    pub max_table_elements: u32,
+    pub max_instances: u32,
+    /// Consecutive failed batches before a plugin is quarantined.
+    pub quarantine_after: u32,
+    /// First quarantine; doubles on each failed retry, up to the maximum.
+    pub quarantine_backoff_ms: u64,
+    pub quarantine_max_backoff_ms: u64,
+}
+
+impl Limits {
+    /// The first limit over its ceiling, said as an error.
+    pub fn over_ceilings(&self, c: &Ceilings) -> Option<String> {
+        let checks: [(&str, u64, u64); 7] = [
+            ("time_per_batch_ms", self.time_per_batch_ms, c.time_per_batch_ms),
+            ("memory_mb", self.memory_mb, c.memory_mb),
+            ("log_lines_per_batch", self.log_lines_per_batch.into(), c.log_lines_per_batch.into()),
+            ("log_bytes_per_batch", self.log_bytes_per_batch.into(), c.log_bytes_per_batch.into()),
+            ("max_labels", self.max_labels.into(), c.max_labels.into()),
+            ("max_label_bytes", self.max_label_bytes.into(), c.max_label_bytes.into()),
+            ("max_reason_bytes", self.max_reason_bytes.into(), c.max_reason_bytes.into()),
+        ];
+        checks
+            .iter()
+            .find(|(_, v, max)| v > max)
+            .map(|(k, v, max)| format!("{k} = {v} is over the operator's ceiling of {max} (config [ceilings])"))
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            time_per_batch_ms: 2_000,
+            memory_mb: 128,
+            log_lines_per_batch: 100,
+            log_bytes_per_batch: 64 << 10,
+            max_labels: 16,
+            max_label_bytes: 128,
+            max_reason_bytes: 1024,
+            max_tables: 32,
+            max_table_elements: 100_000,
+            max_instances: 64,
+            quarantine_after: 3,
+            quarantine_backoff_ms: 1_000,
+            quarantine_max_backoff_ms: 60_000,
+        }
+    }
+}
+
+/// Bounds on each plugin's host state namespace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateBounds {
+    pub max_entries_per_plugin: usize,
+    pub max_bytes_per_plugin: usize,
+    pub max_value_bytes: usize,
+    /// `vigil serve` snapshots host state this often (and on SIGTERM).
+    pub snapshot_interval_s: u64,
+    /// The state of a plugin whose files left the directory is kept this
+    /// long (in case it comes back), then dropped.
+    pub removed_plugin_grace_s: u64,
+}
+
+impl Default for StateBounds {
+    fn default() -> Self {
+        Self {
+            max_entries_per_plugin: 1_000_000,
+            max_bytes_per_plugin: 256 << 20,
+            max_value_bytes: 64 << 10,
+            snapshot_interval_s: 60,
+            removed_plugin_grace_s: 3_600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub listen: String,
+    /// Bearer token for the admin endpoints (audit name "config");
+    /// `VIGIL_ADMIN_TOKEN` adds one named "env".
+    pub admin_token: Option<String>,
+    /// More admin tokens by name, for the audit log: `oncall = "..."`.
+    pub admin_tokens: std::collections::BTreeMap<String, String>,
+    pub max_body_bytes: usize,
+    /// `POST /v1/score`: reject a body with a bad record (400), or skip the
+    /// bad records and report them in `errors`.
+    pub on_bad_input: BadInputPolicy,
+    /// Host state snapshots and the audit log live here.
+    pub state_dir: PathBuf,
+    /// Plugin file events are gathered until quiet for this long.
+    pub reload_debounce_ms: u64,
+    /// A full rescan of the plugin directory this often, in case an event
+    /// was missed (0: never).
+    pub rescan_interval_s: u64,
+    /// Flagged accounts kept for cases (`--cases`, `GET /v1/cases`).
+    pub max_cases: usize,
+    /// Open connections; more are closed at once (and counted).
+    pub max_connections: usize,
+    /// A connection must send a request's headers within this (also the
+    /// idle timeout between requests on a kept-alive connection).
+    pub header_timeout_ms: u64,
+    /// A request's body must arrive within this.
+    pub body_timeout_ms: u64,
+    /// Requests parsed and scored at once; others wait (their bodies are
+    /// not read meanwhile, so memory stays bounded).
+    pub max_concurrent_requests: usize,
+    /// Records in one `POST /v1/score` body.
+    pub max_records_per_request: usize,
+    /// Bad records reported for one body under `skip`; past this the
+    /// whole body is refused.
+    pub max_errors_per_request: usize,
+    /// On SIGTERM, in-flight requests get this long to finish; then the
+    /// server stops waiting, saves host state and exits.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8787".into(),
+            admin_token: None,
+            admin_tokens: Default::default(),
+            max_body_bytes: 16 << 20,
+            on_bad_input: BadInputPolicy::Fail,
+            state_dir: PathBuf::from("vigil-state"),
+            reload_debounce_ms: 150,
+            rescan_interval_s: 30,
+            max_cases: 200_000,
+            max_connections: 1_000,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_concurrent_requests: 8,
+            max_records_per_request: 100_000,
+            max_errors_per_request: 1_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Trust {
+    /// Public key files (`vigil keygen`) of trusted plugin signers.
+    pub keys: Vec<PathBuf>,
+    /// Every plugin must carry a valid signature by a trusted key.
+    pub require_signatures: bool,
+    /// Only plugins in these directories must (a vendor drop-box, say).
+    pub require_signatures_in: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Handles {
+    /// 32 hex digits keying the identity-handle hash. Set one per deployment
+    /// and keep it: state keyed by handles is only meaningful under one key.
+    pub key: String,
+}
+
+impl Default for Handles {
+    fn default() -> Self {
+        Self { key: "7669676c2d68616e646c652d6b657930".into() }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    /// Relative paths in it are taken from the file's own directory, so a
+    /// config means the same thing whatever the working directory.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let mut c = Self::parse(&text).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })?;
+        c.resolve_paths(path.parent().unwrap_or(Path::new("")));
+        Ok(c)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if !p.as_os_str().is_empty() && p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        self.trust.keys.iter_mut().for_each(fix);
+        self.trust.require_signatures_in.iter_mut().for_each(fix);
+        fix(&mut self.server.state_dir);
+        fix(&mut self.engine.cache_dir);
+        fix(&mut self.guardrail.exchange_log);
+    }
+
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let c: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), Error> {
+        let s = &self.scoring;
+        let bad = |m: String| Err(Error::Config(m));
+        if s.batch_size == 0 || s.batch_size > 65_536 {
+            return bad(format!("scoring.batch_size must be 1..=65536, got {}", s.batch_size));
+        }
+        if self.engine.pooling && !(8..=10_000).contains(&self.engine.max_instances) {
+            return bad(format!("engine.max_instances must be 8..=10000, got {}", self.engine.max_instances));
+        }
+        let g = &self.guardrail;
+        if g.max_batch == 0 || g.max_batch > 65_536 || g.queue_limit == 0 || g.deadline_ms == 0 {
+            return bad("guardrail.max_batch (1..=65536), queue_limit and deadline_ms must be positive".into());
+        }
+        if let Some(a) = g.account_from.iter().find(|a| !ACCOUNT_SOURCES.contains(&a.as_str())) {
+            return bad(format!("guardrail.account_from: unknown source {a:?}; use {ACCOUNT_SOURCES:?}"));
+        }
+        if g.account_from.is_empty() {
+            return bad("guardrail.account_from must name at least one source".into());
+        }
+        if s.in_flight == 0 || s.in_flight > 64 {
+            return bad(format!("scoring.in_flight must be 1..=64, got {}", s.in_flight));
+        }
+        if !(0.0..=1.0).contains(&s.flag_threshold) || !(0.0..=1.0).contains(&s.block_threshold) {
+            return bad("scoring thresholds must be in [0, 1]".into());
+        }
+        if s.flag_threshold > s.block_threshold {
+            return bad(format!(
+                "scoring.flag_threshold ({}) is above block_threshold ({})",
+                s.flag_threshold, s.block_threshold
+            ));
+        }
+        if self.handle_key().is_none() {
+            return bad("handles.key must be 32 hex digits".into());
+        }
+        if self.limits.time_per_batch_ms == 0 || self.limits.memory_mb == 0 {
+            return bad("limits.time_per_batch_ms and limits.memory_mb must be positive".into());
+        }
+        if let Some(m) = self.limits.over_ceilings(&self.ceilings) {
+            return bad(format!("limits: {m}"));
+        }
+        let st = &self.state;
+        for (name, v, max) in [
+            ("state.max_entries_per_plugin", st.max_entries_per_plugin, self.ceilings.state_entries),
+            ("state.max_bytes_per_plugin", st.max_bytes_per_plugin, self.ceilings.state_bytes),
+        ] {
+            if v > max {
+                return bad(format!("{name} = {v} is over its ceiling of {max}"));
+            }
+        }
+        let sv = &self.server;
+        if sv.max_connections == 0 || sv.max_concurrent_requests == 0 || sv.max_records_per_request == 0 {
+            return bad(
+                "server.max_connections, max_concurrent_requests and max_records_per_request must be positive".into()
+            );
+        }
+        if sv.header_timeout_ms == 0 || sv.body_timeout_ms == 0 {
+            return bad("server.header_timeout_ms and body_timeout_ms must be positive".into());
+        }
+        if self.input.max_future_ms == 0 {
+            return bad("input.max_future_ms must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The 128-bit handle key.
+    pub fn handle_key(&self) -> Option<[u8; 16]> {
+        let v = hex::decode(self.handles.key.trim()).ok()?;
+        v.try_into().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.scoring.batch_size, 1024);
+        assert_eq!(c.scoring.flag_threshold, 0.5);
+        assert_eq!(c.scoring.block_threshold, 0.9);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_named() {
+        let e = Config::parse("[scoring]\nbatch_sise = 5\n").unwrap_err().to_string();
+        assert!(e.contains("batch_sise"), "{e}");
+        let e = Config::parse("[scoring]\nflag_threshold = 0.95\n").unwrap_err().to_string();
+        assert!(e.contains("flag_threshold"), "{e}");
+        let e = Config::parse("[handles]\nkey = \"abc\"\n").unwrap_err().to_string();
+        assert!(e.contains("handles.key"), "{e}");
+    }
+}

@@ -1,0 +1,215 @@
+//! What a plugin instance's store holds (its empty WASI, its limits, the
+//! batch it may resolve, its state namespace) and the host interface it
+//! calls: logging, `resolve`, state and counters.
+
+use std::sync::{Arc, Mutex};
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::batch::Batch;
+use crate::batch::handles::IdField;
+use crate::engine::bindings;
+use crate::engine::grants::Resolver;
+use crate::engine::{CounterOp, Field, Level, StateEntry};
+use crate::plugin::manifest::Grants;
+use crate::state::Namespace;
+use crate::util::lock;
+
+/// Per-batch bounds on what a plugin may log (host `log` and stdout/stderr).
+#[derive(Debug, Default)]
+pub struct LogBudget {
+    pub lines_left: u32,
+    pub bytes_left: u32,
+    pub dropped: u64,
+}
+
+impl LogBudget {
+    /// Takes room for one line of `len` bytes; false if over budget.
+    pub fn take_line(&mut self, len: usize) -> bool {
+        if self.lines_left == 0 || (self.bytes_left as usize) < len {
+            self.dropped += 1;
+            return false;
+        }
+        self.lines_left -= 1;
+        self.bytes_left -= len as u32;
+        true
+    }
+}
+
+/// Resource limits for one store, remembering whether memory ran out.
+pub struct Limiter {
+    pub memory_bytes: usize,
+    pub tables: usize,
+    pub table_elements: usize,
+    pub instances: usize,
+    pub hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.hit = true;
+            wasmtime::bail!("memory limit of {} MiB exceeded (wanted {desired} bytes)", self.memory_bytes >> 20);
+        }
+        Ok(true)
+    }
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= self.table_elements)
+    }
+    fn instances(&self) -> usize {
+        self.instances
+    }
+    fn tables(&self) -> usize {
+        self.tables
+    }
+    fn memories(&self) -> usize {
+        16
+    }
+}
+
+/// What a plugin instance's store holds: its WASI (empty), its limits, and
+/// the host-side context its imports act on.
+pub struct StoreData {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: Limiter,
+    pub plugin: Arc<str>,
+    grants: Arc<Grants>,
+    state: Arc<Mutex<Namespace>>,
+    pub log: Arc<Mutex<LogBudget>>,
+    batch: Option<Arc<Batch>>,
+    resolver: Resolver,
+}
+
+impl StoreData {
+    pub fn new(
+        plugin: Arc<str>,
+        grants: Arc<Grants>,
+        state: Arc<Mutex<Namespace>>,
+        limits: &crate::config::Limits,
+    ) -> Self {
+        let log = Arc::new(Mutex::new(LogBudget::default()));
+        // No preopens, environment, arguments, network or inherited stdio:
+        // the only way out of the sandbox is the host interface. Output goes
+        // to the log under the plugin's name, within the same budget.
+        let wasi = WasiCtx::builder()
+            .stdout(crate::engine::output::PluginOutput::new(plugin.clone(), "stdout", log.clone()))
+            .stderr(crate::engine::output::PluginOutput::new(plugin.clone(), "stderr", log.clone()))
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_bytes: (limits.memory_mb as usize).saturating_mul(1 << 20),
+                tables: limits.max_tables as usize,
+                table_elements: limits.max_table_elements as usize,
+                instances: limits.max_instances as usize,
+                hit: false,
+            },
+            plugin,
+            grants,
+            state,
+            log,
+            batch: None,
+            resolver: Resolver::default(),
+        }
+    }
+
+    /// Makes `batch` the one `resolve` answers for, and resets the log budget.
+    pub fn begin_batch(&mut self, batch: Option<Arc<Batch>>, lines: u32, bytes: u32) {
+        self.batch = batch;
+        self.resolver = Resolver::default();
+        let mut log = lock(&self.log);
+        log.lines_left = lines;
+        log.bytes_left = bytes;
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Namespace> {
+        lock(&self.state)
+    }
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl bindings::vigil::detector::types::Host for StoreData {}
+
+fn id_field(f: Field) -> IdField {
+    match f {
+        Field::Account => IdField::Account,
+        Field::Org => IdField::Org,
+        Field::ApiKey => IdField::ApiKey,
+        Field::Ip => IdField::Ip,
+        Field::IpPrefix => IdField::IpPrefix,
+        Field::UserAgent => IdField::UserAgent,
+        Field::Model => IdField::Model,
+        Field::PaymentFingerprint => IdField::PaymentFingerprint,
+        Field::Conversation => IdField::Conversation,
+    }
+}
+
+impl bindings::vigil::detector::host::Host for StoreData {
+    fn log(&mut self, level: Level, message: String) {
+        if !lock(&self.log).take_line(message.len()) {
+            return;
+        }
+        let plugin = &*self.plugin;
+        match level {
+            Level::Trace => tracing::trace!(plugin, "{message}"),
+            Level::Debug => tracing::debug!(plugin, "{message}"),
+            Level::Info => tracing::info!(plugin, "{message}"),
+            Level::Warn => tracing::warn!(plugin, "{message}"),
+            Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn resolve(&mut self, field: Field, handle: u64) -> Option<String> {
+        let batch = self.batch.as_ref()?;
+        self.resolver.resolve(batch, &self.grants, id_field(field), handle)
+    }
+
+    fn state_get(&mut self, key: u64, now_ms: i64) -> Option<Vec<u8>> {
+        self.state().get(key, now_ms)
+    }
+
+    fn state_set(&mut self, key: u64, value: Vec<u8>, expires_at_ms: Option<i64>) {
+        let len = value.len();
+        if !self.state().set(key, value, expires_at_ms) {
+            let plugin = &*self.plugin;
+            tracing::debug!(plugin, "state value of {len} bytes refused: over the per-value limit");
+        }
+    }
+
+    fn state_remove(&mut self, key: u64) {
+        self.state().remove(key)
+    }
+
+    fn state_get_many(&mut self, keys: Vec<u64>, now_ms: i64) -> Vec<Option<Vec<u8>>> {
+        let mut ns = self.state();
+        keys.iter().map(|&k| ns.get(k, now_ms)).collect()
+    }
+
+    fn state_set_many(&mut self, entries: Vec<StateEntry>) {
+        let mut ns = self.state();
+        let mut refused = 0usize;
+        for e in entries {
+            if !ns.set(e.key, e.value, e.expires_at_ms) {
+                refused += 1;
+            }
+        }
+        if refused > 0 {
+            let plugin = &*self.plugin;
+            tracing::debug!(plugin, refused, "state values refused: over the per-value limit");
+        }
+    }
+
+    fn counter_add(&mut self, ops: Vec<CounterOp>) -> Vec<u64> {
+        let mut ns = self.state();
+        ops.iter().map(|op| ns.counter_add(op.key, op.now_ms, op.window_ms, op.delta)).collect()
+    }
+}

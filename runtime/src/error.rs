@@ -1,0 +1,123 @@
+//! The library's error types. Every plugin error names its plugin; every
+//! input error names its line (or record) and field.
+
+use std::fmt;
+
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("config: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error(transparent)]
+    BadInput(#[from] BadInput),
+    // The cause is part of the message and deliberately not a `source`,
+    // so `{:#}` does not print it twice.
+    #[error("{context}: {cause}")]
+    Io { context: String, cause: std::io::Error },
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, cause: std::io::Error) -> Self {
+        Error::Io { context: context.into(), cause }
+    }
+}
+
+/// Why an operation on the live plugin set was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// No plugin has this name.
+    #[error("no plugin named {0:?}")]
+    NotFound(String),
+    /// The plugin has no previous version to roll back to.
+    #[error("{0}: no previous version to roll back to")]
+    NoPrevious(String),
+    /// The plugin has no version serving (its files never loaded).
+    #[error("{0}: not active")]
+    NotActive(String),
+}
+
+/// What went wrong with a plugin, as reported in verdicts and status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// The `.wasm` is not a valid component of the `detector` world.
+    Load,
+    /// The manifest is missing or invalid.
+    Manifest,
+    /// The signature is missing, invalid or not by a trusted key.
+    Signature,
+    /// `init` returned an error or trapped.
+    Init,
+    /// The batch ran past the plugin's time limit.
+    Timeout,
+    /// The plugin trapped (panic, unreachable, stack overflow, ...).
+    Trap,
+    /// The plugin tried to grow past its memory limit.
+    Memory,
+    /// The plugin's output broke the contract (count, score range, sizes).
+    InvalidOutput,
+    /// The plugin returned an error for the batch.
+    PluginError,
+    /// The plugin is sitting out after repeated failures.
+    Quarantined,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Load => "load",
+            ErrorKind::Manifest => "manifest",
+            ErrorKind::Signature => "signature",
+            ErrorKind::Init => "init",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Trap => "trap",
+            ErrorKind::Memory => "memory",
+            ErrorKind::InvalidOutput => "invalid-output",
+            ErrorKind::PluginError => "plugin-error",
+            ErrorKind::Quarantined => "quarantined",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("plugin {plugin}: {kind}: {message}")]
+pub struct PluginError {
+    pub plugin: String,
+    pub kind: ErrorKind,
+    pub message: String,
+    /// The same files may load later: the failure came from the moment
+    /// (a full instance pool, a timeout under load), not from the files.
+    pub transient: bool,
+}
+
+impl PluginError {
+    pub fn new(plugin: impl Into<String>, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { plugin: plugin.into(), kind, message: message.into(), transient: kind == ErrorKind::Timeout }
+    }
+
+    /// Marks the failure as one that may pass.
+    pub fn transient(mut self) -> Self {
+        self.transient = true;
+        self
+    }
+}
+
+/// A request record that could not be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[error("line {line}{}: {message}", field.as_ref().map(|f| format!(", field `{f}`")).unwrap_or_default())]
+pub struct BadInput {
+    /// 1-based line number (or record index + 1 for HTTP bodies).
+    pub line: u64,
+    /// The field at fault, when one is.
+    pub field: Option<String>,
+    pub message: String,
+}

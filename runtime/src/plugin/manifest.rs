@@ -1,0 +1,336 @@
+//! `NAME.toml`: a plugin's version, mode, weight, grants, limits, failure
+//! policy and its own configuration.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Ceilings, Limits};
+use crate::error::{ErrorKind, PluginError};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default = "one")]
+    pub weight: f64,
+    #[serde(default)]
+    pub grants: Vec<String>,
+    #[serde(default)]
+    pub failure: Failure,
+    #[serde(default)]
+    pub limits: LimitOverrides,
+    /// Handed to the plugin's `init` as JSON.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Counts in the combined score.
+    #[default]
+    Enforce,
+    /// Reported in `signals`, never counted: watch a detector before it counts.
+    Monitor,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Monitor => "monitor",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failure {
+    #[serde(default)]
+    pub policy: FailurePolicy,
+    /// The score a failed batch counts as under `policy = "closed"`.
+    #[serde(default = "one")]
+    pub score: f64,
+}
+
+impl Default for Failure {
+    fn default() -> Self {
+        Self { policy: FailurePolicy::Open, score: 1.0 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FailurePolicy {
+    /// A failed plugin counts as 0.
+    #[default]
+    Open,
+    /// A failed plugin counts as `failure.score`.
+    Closed,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    pub time_per_batch_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub log_lines_per_batch: Option<u32>,
+    pub log_bytes_per_batch: Option<u32>,
+    pub max_labels: Option<u32>,
+    pub max_label_bytes: Option<u32>,
+    pub max_reason_bytes: Option<u32>,
+    /// Host state entries and bytes for this plugin (host defaults otherwise).
+    pub state_entries: Option<usize>,
+    pub state_bytes: Option<usize>,
+}
+
+/// The request fields a plugin may see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    pub account: bool,
+    pub org: bool,
+    pub api_key: bool,
+    pub ip: bool,
+    pub ip_prefix: bool,
+    pub asn: bool,
+    pub user_agent: bool,
+    pub model: bool,
+    pub payment_fingerprint: bool,
+    pub conversation_id: bool,
+    pub turn: bool,
+    pub prompt: bool,
+    pub system_prompt: bool,
+    pub prompt_tokens: bool,
+    pub completion_tokens: bool,
+    pub max_tokens: bool,
+    pub account_created_ms: bool,
+    /// Every attribute.
+    pub all_attrs: bool,
+    /// Only these attribute keys (`attrs.KEY`).
+    pub attrs: Vec<String>,
+}
+
+pub const GRANTABLE: &[&str] = &[
+    "account",
+    "org",
+    "api_key",
+    "ip",
+    "ip_prefix",
+    "asn",
+    "user_agent",
+    "model",
+    "payment_fingerprint",
+    "conversation_id",
+    "turn",
+    "prompt",
+    "system_prompt",
+    "prompt_tokens",
+    "completion_tokens",
+    "max_tokens",
+    "account_created_ms",
+    "attrs",
+    "attrs.KEY",
+];
+
+impl Grants {
+    pub fn parse(names: &[String]) -> Result<Self, String> {
+        let mut g = Grants::default();
+        for n in names {
+            let flag = match n.as_str() {
+                "account" => &mut g.account,
+                "org" => &mut g.org,
+                "api_key" => &mut g.api_key,
+                "ip" => &mut g.ip,
+                "ip_prefix" => &mut g.ip_prefix,
+                "asn" => &mut g.asn,
+                "user_agent" => &mut g.user_agent,
+                "model" => &mut g.model,
+                "payment_fingerprint" => &mut g.payment_fingerprint,
+                "conversation_id" => &mut g.conversation_id,
+                "turn" => &mut g.turn,
+                "prompt" => &mut g.prompt,
+                "system_prompt" => &mut g.system_prompt,
+                "prompt_tokens" => &mut g.prompt_tokens,
+                "completion_tokens" => &mut g.completion_tokens,
+                "max_tokens" => &mut g.max_tokens,
+                "account_created_ms" => &mut g.account_created_ms,
+                "attrs" => &mut g.all_attrs,
+                other => match other.strip_prefix("attrs.") {
+                    Some(k) if !k.is_empty() => {
+                        g.attrs.push(k.to_string());
+                        continue;
+                    }
+                    _ => {
+                        return Err(format!("unknown grant {other:?}; grantable fields: {}", GRANTABLE.join(", ")));
+                    }
+                },
+            };
+            *flag = true;
+        }
+        Ok(g)
+    }
+
+    /// Whether identity field `f` is granted (an IP grant includes its prefix).
+    pub fn id_field(&self, f: crate::batch::handles::IdField) -> bool {
+        use crate::batch::handles::IdField;
+        match f {
+            IdField::Account => self.account,
+            IdField::Org => self.org,
+            IdField::ApiKey => self.api_key,
+            IdField::Ip => self.ip,
+            IdField::IpPrefix => self.ip_prefix || self.ip,
+            IdField::UserAgent => self.user_agent,
+            IdField::Model => self.model,
+            IdField::PaymentFingerprint => self.payment_fingerprint,
+            IdField::Conversation => self.conversation_id,
+        }
+    }
+
+    pub fn attr(&self, key: &str) -> bool {
+        self.all_attrs || self.attrs.iter().any(|k| k == key)
+    }
+}
+
+/// A manifest checked and resolved against the host's default limits and
+/// the operator's ceilings.
+#[derive(Debug, Clone)]
+pub struct PluginManifest {
+    pub raw: Manifest,
+    pub grants: Grants,
+    pub limits: Limits,
+    /// `[config]` as JSON for `init`.
+    pub config_json: String,
+}
+
+impl PluginManifest {
+    pub fn parse(plugin: &str, text: &str, defaults: &Limits, ceilings: &Ceilings) -> Result<Self, PluginError> {
+        let err = |m: String| PluginError::new(plugin, ErrorKind::Manifest, m);
+        let raw: Manifest = toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_string()))?;
+        if raw.version.trim().is_empty() {
+            return Err(err("`version` must not be empty".into()));
+        }
+        if !(0.0..=1.0).contains(&raw.weight) {
+            return Err(err(format!("`weight` must be in [0, 1], got {}", raw.weight)));
+        }
+        if !(0.0..=1.0).contains(&raw.failure.score) {
+            return Err(err(format!("`failure.score` must be in [0, 1], got {}", raw.failure.score)));
+        }
+        let grants = Grants::parse(&raw.grants).map_err(|m| err(format!("`grants`: {m}")))?;
+        let mut limits = defaults.clone();
+        let o = &raw.limits;
+        if let Some(v) = o.time_per_batch_ms {
+            limits.time_per_batch_ms = v;
+        }
+        if let Some(v) = o.memory_mb {
+            limits.memory_mb = v;
+        }
+        if let Some(v) = o.log_lines_per_batch {
+            limits.log_lines_per_batch = v;
+        }
+        if let Some(v) = o.log_bytes_per_batch {
+            limits.log_bytes_per_batch = v;
+        }
+        if let Some(v) = o.max_labels {
+            limits.max_labels = v;
+        }
+        if let Some(v) = o.max_label_bytes {
+            limits.max_label_bytes = v;
+        }
+        if let Some(v) = o.max_reason_bytes {
+            limits.max_reason_bytes = v;
+        }
+        if limits.time_per_batch_ms == 0 || limits.memory_mb == 0 {
+            return Err(err("`limits.time_per_batch_ms` and `limits.memory_mb` must be positive".into()));
+        }
+        if let Some(m) = limits.over_ceilings(ceilings) {
+            return Err(err(format!("limits.{m}")));
+        }
+        for (k, v, max) in [
+            ("state_entries", o.state_entries, ceilings.state_entries),
+            ("state_bytes", o.state_bytes, ceilings.state_bytes),
+        ] {
+            if let Some(v) = v.filter(|v| *v > max) {
+                return Err(err(format!(
+                    "`limits.{k} = {v}` is over the operator's ceiling of {max} (config [ceilings])"
+                )));
+            }
+        }
+        let config_json = serde_json::to_string(&raw.config).map_err(|e| err(format!("`config`: {e}")))?;
+        Ok(Self { raw, grants, limits, config_json })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<PluginManifest, PluginError> {
+        PluginManifest::parse("p", t, &Limits::default(), &Ceilings::default())
+    }
+
+    #[test]
+    fn minimal_manifest_takes_defaults() {
+        let m = parse("version = \"1.0.0\"").unwrap();
+        assert_eq!(m.raw.mode, Mode::Enforce);
+        assert_eq!(m.raw.weight, 1.0);
+        assert_eq!(m.raw.failure.policy, FailurePolicy::Open);
+        assert_eq!(m.grants, Grants::default());
+        assert_eq!(m.config_json, "{}");
+        assert_eq!(m.limits.time_per_batch_ms, Limits::default().time_per_batch_ms);
+    }
+
+    #[test]
+    fn full_manifest() {
+        let m = parse(
+            r#"version = "0.2.0"
+               mode = "monitor"
+               weight = 0.5
+               grants = ["account", "prompt", "attrs.region"]
+               [failure]
+               policy = "closed"
+               score = 0.7
+               [limits]
+               time_per_batch_ms = 50
+               [config]
+               threshold = 3
+               names = ["a"]"#,
+        )
+        .unwrap();
+        assert_eq!(m.raw.mode, Mode::Monitor);
+        assert!(m.grants.account && m.grants.prompt && !m.grants.ip);
+        assert!(m.grants.attr("region") && !m.grants.attr("other"));
+        assert_eq!(m.limits.time_per_batch_ms, 50);
+        assert_eq!(m.config_json, r#"{"names":["a"],"threshold":3}"#);
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let e = parse("version = \"1\"\ngrants = [\"password\"]").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Manifest);
+        assert!(e.message.contains("password") && e.message.contains("grantable"), "{e}");
+        assert!(parse("version = \"1\"\nweight = 2.0").unwrap_err().message.contains("weight"));
+        assert!(parse("version = \"1\"\nmode = \"loud\"").unwrap_err().message.contains("mode"));
+        assert!(parse("grants = []").unwrap_err().message.contains("version"));
+        assert!(parse("version = \"1\"\ntimeout = 5").unwrap_err().message.contains("timeout"));
+    }
+
+    #[test]
+    fn a_manifest_cannot_exceed_the_operators_ceilings() {
+        let e = parse("version = \"1\"\n[limits]\ntime_per_batch_ms = 3600000").unwrap_err();
+        assert!(e.message.contains("time_per_batch_ms = 3600000") && e.message.contains("ceiling"), "{e}");
+        let e = parse("version = \"1\"\n[limits]\nmemory_mb = 4096").unwrap_err();
+        assert!(e.message.contains("memory_mb"), "{e}");
+        let e = parse("version = \"1\"\n[limits]\nstate_bytes = 100000000000").unwrap_err();
+        assert!(e.message.contains("state_bytes"), "{e}");
+        // Within them, a manifest chooses.
+        let m = parse("version = \"1\"\n[limits]\ntime_per_batch_ms = 9000\nmemory_mb = 256").unwrap();
+        assert_eq!((m.limits.time_per_batch_ms, m.limits.memory_mb), (9000, 256));
+    }
+}

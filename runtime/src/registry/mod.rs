@@ -1,0 +1,323 @@
+pub mod load;
+pub mod reconcile;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::engine::worker::Worker;
+use crate::error::RegistryError;
+use crate::metrics::PluginGauge;
+use crate::plugin::files::Fingerprint;
+use crate::plugin::manifest::Mode;
+use crate::util::{lock, now_ms};
+
+/// One plugin as the scoring path sees it: a running version and its mode.
+#[derive(Clone)]
+pub struct LivePlugin {
+    pub worker: Arc<Worker>,
+    pub mode: Mode,
+}
+
+/// The live plugin set: immutable, swapped whole. A batch scores against
+/// one snapshot from start to end, so each verdict comes from exactly one
+/// version of each plugin.
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    pub plugins: Vec<LivePlugin>,
+}
+
+impl Snapshot {
+    /// What `/metrics` shows of each live plugin.
+    pub fn gauges(&self) -> Vec<PluginGauge> {
+        self.plugins
+            .iter()
+            .map(|p| {
+                let v = &p.worker.plugin;
+                PluginGauge {
+                    plugin: v.name.to_string(),
+                    version: v.version.to_string(),
+                    sha256: v.wasm_sha256.clone(),
+                    manifest_sha256: v.manifest_sha256.clone(),
+                    digest: v.digest.to_string(),
+                    mode: p.mode.as_str(),
+                    quarantined: lock(&p.worker.health).quarantined(),
+                }
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginState {
+    /// Serving.
+    Active,
+    /// No version could be loaded; not serving.
+    Failed,
+    /// Sitting out after repeated failures.
+    Quarantined,
+}
+
+/// What the admin API says about a plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    pub name: String,
+    pub version: Option<String>,
+    pub sha256: Option<String>,
+    pub manifest_sha256: Option<String>,
+    pub digest: Option<String>,
+    pub mode: Option<Mode>,
+    pub state: PluginState,
+    /// Unix milliseconds.
+    pub loaded_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub rollback_available: bool,
+}
+
+#[derive(Default)]
+struct Slot {
+    active: Option<Arc<Worker>>,
+    previous: Option<Arc<Worker>>,
+    /// An API mode change; cleared when the plugin's files change.
+    mode_override: Option<Mode>,
+    loaded_at: Option<i64>,
+    last_error: Option<String>,
+    /// The files last tried, good or bad, so unchanged broken files are
+    /// not tried again on every event.
+    tried: Option<Fingerprint>,
+    /// When a failure that may pass (a full instance pool, a timeout under
+    /// load) is to be tried again, and the backoff after that.
+    retry: Option<(Instant, Duration)>,
+}
+
+/// The plugin set of a running host: the snapshot scoring reads, and the
+/// per-plugin status the reloader and the admin API write.
+pub struct Registry {
+    live: RwLock<Arc<Snapshot>>,
+    slots: Mutex<BTreeMap<String, Slot>>,
+    /// Bumped after every reload attempt and admin action; `changed`
+    /// wakes whoever waits for one (`wait_until`), so nobody polls.
+    generation: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self {
+            live: RwLock::new(Arc::default()),
+            slots: Mutex::new(BTreeMap::new()),
+            generation: Mutex::new(0),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// A registry serving a fixed set (the `score` command).
+    pub fn fixed(set: crate::registry::load::PluginSet) -> Self {
+        let r = Self::new();
+        for w in set.workers {
+            let tried = Fingerprint {
+                wasm: w.plugin.wasm_sha256.clone(),
+                manifest: w.plugin.manifest_sha256.clone(),
+                sig: None,
+            };
+            r.install(Arc::new(w), tried);
+        }
+        for e in set.failures {
+            r.record_failure(&e.plugin, &e.to_string(), None, false);
+        }
+        r
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// How many changes the registry has seen (reload attempts, swaps,
+    /// admin actions).
+    pub fn generation(&self) -> u64 {
+        *lock(&self.generation)
+    }
+
+    fn bump(&self) {
+        *lock(&self.generation) += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until `done` holds, checking it again after every change;
+    /// false if `timeout` passes first.
+    pub fn wait_until(&self, timeout: Duration, mut done: impl FnMut(&Registry) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // `done` may lock the slots, which `bump` is called under: never
+            // hold the generation lock while calling it.
+            let seen = self.generation();
+            if done(self) {
+                return true;
+            }
+            let mut g = lock(&self.generation);
+            while *g == seen {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    drop(g);
+                    return done(self);
+                }
+                g = self.changed.wait_timeout(g, left).unwrap_or_else(|e| e.into_inner()).0;
+            }
+        }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Slot>> {
+        lock(&self.slots)
+    }
+
+    // Rebuilds the snapshot from the slots; called with the slots locked so
+    // concurrent changes cannot interleave.
+    fn publish(&self, slots: &BTreeMap<String, Slot>) {
+        let plugins = slots
+            .values()
+            .filter_map(|s| {
+                let w = s.active.clone()?;
+                let mode = s.mode_override.unwrap_or(w.plugin.manifest.raw.mode);
+                Some(LivePlugin { worker: w, mode })
+            })
+            .collect();
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot { plugins });
+        self.bump();
+    }
+
+    /// The files last tried for `name`, if any.
+    pub fn tried(&self, name: &str) -> Option<Fingerprint> {
+        self.slots().get(name).and_then(|s| s.tried.clone())
+    }
+
+    /// Whether `name`'s last attempt failed in a way worth retrying now.
+    pub fn retry_due(&self, name: &str, now: Instant) -> bool {
+        self.slots().get(name).and_then(|s| s.retry).is_some_and(|(at, _)| at <= now)
+    }
+
+    /// The next time a failed plugin is due to be tried again.
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.slots().values().filter_map(|s| s.retry.map(|r| r.0)).min()
+    }
+
+    /// Whether `name`'s files were tried and did not load (what a forced
+    /// reload, SIGHUP, tries again).
+    pub fn failed(&self, name: &str) -> bool {
+        self.slots().get(name).is_some_and(|s| s.last_error.is_some())
+    }
+
+    pub fn active(&self, name: &str) -> Option<Arc<Worker>> {
+        self.slots().get(name).and_then(|s| s.active.clone())
+    }
+
+    /// Makes `worker` the active version of its plugin; the one it replaces
+    /// is kept for rollback. New files supersede any API mode change.
+    pub fn install(&self, worker: Arc<Worker>, tried: Fingerprint) -> Option<Arc<Worker>> {
+        let mut slots = self.slots();
+        let name = worker.plugin.name.to_string();
+        let slot = slots.entry(name).or_default();
+        let old = slot.active.replace(worker);
+        if old.is_some() {
+            slot.previous = old.clone();
+        }
+        slot.mode_override = None;
+        slot.loaded_at = Some(now_ms());
+        slot.last_error = None;
+        slot.tried = Some(tried);
+        slot.retry = None;
+        self.publish(&slots);
+        old
+    }
+
+    /// A version that failed to load; the running one (if any) keeps
+    /// serving. A `transient` failure is tried again later, with a backoff
+    /// that doubles (1 s to 5 min) while it keeps failing.
+    pub fn record_failure(&self, name: &str, error: &str, tried: Option<Fingerprint>, transient: bool) {
+        let mut slots = self.slots();
+        let slot = slots.entry(name.to_string()).or_default();
+        let same_files = tried.is_some() && slot.tried == tried;
+        slot.last_error = Some(error.to_string());
+        slot.retry = transient.then(|| {
+            let backoff = match slot.retry {
+                Some((_, b)) if same_files => (b * 2).min(Duration::from_secs(300)),
+                _ => Duration::from_secs(1),
+            };
+            (Instant::now() + backoff, backoff)
+        });
+        if tried.is_some() {
+            slot.tried = tried;
+        }
+        self.bump();
+    }
+
+    /// The plugin's files are gone: stop serving it.
+    pub fn remove(&self, name: &str) -> Option<Arc<Worker>> {
+        let mut slots = self.slots();
+        let old = slots.remove(name).and_then(|s| s.active);
+        self.publish(&slots);
+        old
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.slots().keys().cloned().collect()
+    }
+
+    /// Swaps back to the previous version (the current one becomes the
+    /// previous, so a second rollback undoes the first). Returns (from, to).
+    pub fn rollback(&self, name: &str) -> Result<(Arc<Worker>, Arc<Worker>), RegistryError> {
+        let mut slots = self.slots();
+        let slot = slots.get_mut(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
+        let cur = slot.active.clone().ok_or_else(|| RegistryError::NotActive(name.into()))?;
+        let prev = slot.previous.take().ok_or_else(|| RegistryError::NoPrevious(name.into()))?;
+        slot.active = Some(prev.clone());
+        slot.previous = Some(cur.clone());
+        slot.loaded_at = Some(now_ms());
+        self.publish(&slots);
+        Ok((cur, prev))
+    }
+
+    /// Sets the plugin's mode until its files change. Returns the mode it
+    /// had and the version it applies to.
+    pub fn set_mode(&self, name: &str, mode: Mode) -> Result<(Mode, Arc<Worker>), RegistryError> {
+        let mut slots = self.slots();
+        let slot = slots.get_mut(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
+        let w = slot.active.clone().ok_or_else(|| RegistryError::NotActive(name.into()))?;
+        let old = slot.mode_override.unwrap_or(w.plugin.manifest.raw.mode);
+        slot.mode_override = Some(mode);
+        self.publish(&slots);
+        Ok((old, w))
+    }
+
+    pub fn status(&self) -> Vec<PluginStatus> {
+        self.slots()
+            .iter()
+            .map(|(name, s)| {
+                let p = s.active.as_ref().map(|w| &w.plugin);
+                PluginStatus {
+                    name: name.clone(),
+                    version: p.map(|p| p.version.to_string()),
+                    sha256: p.map(|p| p.wasm_sha256.clone()),
+                    manifest_sha256: p.map(|p| p.manifest_sha256.clone()),
+                    digest: p.map(|p| p.digest.to_string()),
+                    mode: p.map(|p| s.mode_override.unwrap_or(p.manifest.raw.mode)),
+                    state: match &s.active {
+                        None => PluginState::Failed,
+                        Some(w) if lock(&w.health).quarantined() => PluginState::Quarantined,
+                        Some(_) => PluginState::Active,
+                    },
+                    loaded_at: s.loaded_at,
+                    last_error: s.last_error.clone(),
+                    rollback_available: s.previous.is_some(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
