@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vigil_runtime::config::{BadInputPolicy, Config};
+use vigil_runtime::config::Config;
 
 use crate::commands;
 
@@ -70,11 +70,6 @@ enum Command {
         #[arg(long, value_name = "NAME.key")]
         key: Option<PathBuf>,
     },
-}
-
-/// `--on-bad-input` for clap, kept out of the runtime's config type.
-pub fn bad_input_policy(s: &str) -> Result<BadInputPolicy, String> {
-    s.parse()
 }
 
 pub fn run() -> anyhow::Result<ExitCode> {

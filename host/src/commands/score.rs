@@ -32,7 +32,7 @@ pub struct Args {
     batch_size: Option<usize>,
     /// What to do with a bad input line: skip (report it, score the rest)
     /// or fail (stop at it).
-    #[arg(long, value_parser = crate::cli::bad_input_policy, value_name = "skip|fail")]
+    #[arg(long, value_parser = str::parse::<BadInputPolicy>, value_name = "skip|fail")]
     on_bad_input: Option<BadInputPolicy>,
     /// No progress display, even on a terminal.
     #[arg(long)]

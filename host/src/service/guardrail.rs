@@ -14,10 +14,6 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
@@ -30,9 +26,6 @@ use vigil_runtime::score::cases::CaseBook;
 use vigil_runtime::score::combine::{Decision, Verdict};
 use vigil_runtime::score::pipeline::Scorer;
 use vigil_runtime::util::{lock, now_ms};
-
-use crate::service::App;
-use crate::service::api::ApiError;
 
 /// The request LiteLLM sends (1.100.5). Every field is optional: LiteLLM
 /// sends `null` for what it does not have, and newer versions add fields.
@@ -127,7 +120,7 @@ impl Gateway {
     }
 
     /// Whether `given` is the guardrail's `api_key` (any is, without one).
-    fn authorized(&self, given: &str) -> bool {
+    pub fn authorized(&self, given: &str) -> bool {
         match self.cfg.api_key.as_deref().filter(|k| !k.is_empty()) {
             Some(key) => bool::from(key.as_bytes().ct_eq(given.as_bytes())),
             None => true,
@@ -187,26 +180,6 @@ impl Gateway {
         self.metrics.observe("vigil_guardrail_seconds", vec![], started.elapsed());
         Ok(resp)
     }
-}
-
-/// `POST /beta/litellm_basic_guardrail_api`.
-pub async fn handler(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<GuardrailResponse>, ApiError> {
-    let body = app.read_body(body).await?;
-    let given = headers.get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !app.gateway.authorized(given) {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "a valid `x-api-key` is required (the guardrail's api_key)",
-        ));
-    }
-    let req: GuardrailRequest = serde_json::from_slice(&body.bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("not a LiteLLM guardrail request: {e}")))?;
-    let resp = app.gateway.call(req).await.map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
-    Ok(Json(resp))
 }
 
 /// The record for a request-side call. `now_ms` is its time: the gateway

@@ -2,11 +2,11 @@
 //!
 //! [`Server`] wires the runtime's pieces (state restored from its snapshot,
 //! the registry kept in line with the plugin directory by [`reload`], a
-//! scorer) to the HTTP routes: [`score`] (`POST /v1/score`), [`guardrail`]
-//! (LiteLLM's guardrail API), [`admin`] (plugins, cases, rollback, mode),
-//! metrics and health. [`http`] is the listener and its limits, [`audit`]
-//! the append-only log of reloads and admin actions, [`api`] the one error
-//! type every route answers with.
+//! scorer) to the [`routes`]. Below them: [`score`] (log scoring over
+//! HTTP), [`guardrail`] (LiteLLM's guardrail API), [`admin`] (tokens, API
+//! changes kept across restarts), [`audit`] (the log of reloads and admin
+//! actions), [`http`] (the listener and its limits), [`api`] (the one error
+//! type every route answers with).
 
 pub mod admin;
 pub mod api;
@@ -14,26 +14,19 @@ pub mod audit;
 pub mod guardrail;
 pub mod http;
 pub mod reload;
+pub mod routes;
 pub mod score;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use serde_json::json;
 use tokio::sync::{Semaphore, oneshot};
 use vigil_runtime::config::Config;
 use vigil_runtime::engine::Runtime;
 use vigil_runtime::error::Error;
-use vigil_runtime::input::admit::Admission;
 use vigil_runtime::metrics::Metrics;
 use vigil_runtime::registry::Registry;
 use vigil_runtime::registry::reconcile::Reconciler;
@@ -41,41 +34,13 @@ use vigil_runtime::score::cases::CaseBook;
 use vigil_runtime::score::pipeline::Scorer;
 use vigil_runtime::state::StateStore;
 
-use crate::service::admin::Overrides;
-use crate::service::api::ApiError;
+use crate::service::admin::{Overrides, Tokens};
 use crate::service::audit::Audit;
 use crate::service::guardrail::Gateway;
-use crate::service::http::{BodyBudget, ConnLimits, ReadBody};
+use crate::service::http::{BodyBudget, ConnLimits};
 use crate::service::reload::Trigger;
-
-/// What every route shares.
-pub struct App {
-    scorer: Arc<Scorer>,
-    gateway: Gateway,
-    registry: Arc<Registry>,
-    metrics: Arc<Metrics>,
-    audit: Arc<Audit>,
-    config: Config,
-    /// (name, token) pairs that may use the admin endpoints.
-    tokens: Vec<(String, String)>,
-    cases: Arc<Mutex<CaseBook>>,
-    /// Event-time window and recent ids, shared by every request.
-    admission: Mutex<Admission>,
-    /// Numbers requests, for duplicate-id messages.
-    requests: AtomicU64,
-    bodies: BodyBudget,
-    /// Requests parsed and scored at once.
-    scoring_slots: Arc<Semaphore>,
-    overrides: Overrides,
-}
-
-impl App {
-    /// A request's body, within the size, time and memory limits.
-    async fn read_body(&self, body: Body) -> Result<ReadBody, ApiError> {
-        let s = &self.config.server;
-        Ok(self.bodies.read(body, s.max_body_bytes, Duration::from_millis(s.body_timeout_ms)).await?)
-    }
-}
+use crate::service::routes::{App, router};
+use crate::service::score::LogScoring;
 
 /// A running server. `stop` drains in-flight requests and saves state.
 pub struct Server {
@@ -88,17 +53,6 @@ pub struct Server {
     removed_grace: Duration,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// The admin tokens by name: `server.admin_tokens`, `server.admin_token`
-/// (as "config"); the `vigil` command adds `VIGIL_ADMIN_TOKEN` as "env".
-fn admin_tokens(config: &Config) -> Vec<(String, String)> {
-    let mut t: Vec<(String, String)> = config.server.admin_tokens.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    if let Some(tok) = &config.server.admin_token {
-        t.push(("config".into(), tok.clone()));
-    }
-    t.retain(|(_, tok)| !tok.is_empty());
-    t
 }
 
 impl Server {
@@ -136,15 +90,13 @@ impl Server {
         let gateway = Gateway::start(&config, &state_dir, scorer.clone(), metrics.clone(), cases.clone())?;
         let sv = &config.server;
         let app = Arc::new(App {
-            scorer,
+            scoring: LogScoring::new(scorer, &config, cases.clone(), metrics.clone()),
             gateway,
             registry: registry.clone(),
             metrics: metrics.clone(),
             audit: audit.clone(),
-            tokens: admin_tokens(&config),
+            tokens: Tokens::from_config(&config),
             cases,
-            admission: Mutex::new(Admission::new(&config.input)),
-            requests: AtomicU64::new(0),
             bodies: BodyBudget::new(sv.max_body_bytes.saturating_mul(sv.max_concurrent_requests)),
             scoring_slots: Arc::new(Semaphore::new(sv.max_concurrent_requests)),
             overrides,
@@ -253,30 +205,4 @@ fn save_state(state: &StateStore, path: &Path, removed_grace: Duration) -> Resul
     state.save(path).map_err(|e| Error::io(format!("saving host state to {}", path.display()), e))?;
     tracing::debug!("host state saved to {}", path.display());
     Ok(())
-}
-
-fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/v1/score", post(score::score))
-        .route("/beta/litellm_basic_guardrail_api", post(guardrail::handler))
-        .route("/v1/plugins", get(admin::plugins))
-        .route("/v1/cases", get(admin::cases))
-        .route("/v1/plugins/{name}/rollback", post(admin::rollback))
-        .route("/v1/plugins/{name}/mode", post(admin::set_mode))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(app)
-}
-
-async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
-    let text = app.metrics.render(&app.registry.snapshot().gauges());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
-}
-
-async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, ApiError> {
-    if app.registry.snapshot().plugins.is_empty() {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no plugin is live"));
-    }
-    Ok("ready\n")
 }

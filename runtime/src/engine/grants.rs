@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::batch::Batch;
 use crate::batch::handles::{Handles, IdField, field_text};
-use crate::engine::Request;
+use crate::engine::bindings::Request;
 use crate::input::record::Record;
 use crate::plugin::manifest::Grants;
 

@@ -4,6 +4,7 @@
 //! worker thread per loaded plugin version ([`worker`]); compiled plugins
 //! cached on disk ([`compile_cache`]); plugin stdout/stderr ([`output`]).
 
+pub mod bindings;
 pub mod compile_cache;
 pub mod grants;
 pub mod output;
@@ -19,13 +20,6 @@ use wasmtime::{Config as WasmConfig, Engine, InstanceAllocationStrategy, Pooling
 use crate::config::EngineConfig;
 use crate::engine::compile_cache::CompileCache;
 use crate::engine::store::StoreData;
-
-pub mod bindings {
-    // Exports are async so a plugin blocked in a host call (a WASI sleep or
-    // poll) can be cut off at its deadline by dropping the call's future;
-    // epoch interruption covers guest code. Host imports stay synchronous.
-    wasmtime::component::bindgen!({ world: "detector", path: "../wit", exports: { default: async } });
-}
 
 pub use bindings::vigil::detector::types::{CounterOp, Field, Level, StateEntry};
 pub use bindings::{Detector, DetectorPre, Info, Request, Signal};

@@ -13,8 +13,28 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-use crate::engine::store::LogBudget;
 use crate::util::lock;
+
+/// Per-batch bounds on what a plugin may log (host `log` and stdout/stderr).
+#[derive(Debug, Default)]
+pub struct LogBudget {
+    pub lines_left: u32,
+    pub bytes_left: u32,
+    pub dropped: u64,
+}
+
+impl LogBudget {
+    /// Takes room for one line of `len` bytes; false if over budget.
+    pub fn take_line(&mut self, len: usize) -> bool {
+        if self.lines_left == 0 || (self.bytes_left as usize) < len {
+            self.dropped += 1;
+            return false;
+        }
+        self.lines_left -= 1;
+        self.bytes_left -= len as u32;
+        true
+    }
+}
 
 const MAX_LINE: usize = 1024;
 

@@ -11,32 +11,12 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::batch::Batch;
 use crate::batch::handles::IdField;
 use crate::engine::bindings;
+use crate::engine::bindings::vigil::detector::types::{CounterOp, Field, Level, StateEntry};
 use crate::engine::grants::Resolver;
-use crate::engine::{CounterOp, Field, Level, StateEntry};
+use crate::engine::output::{LogBudget, PluginOutput};
 use crate::plugin::manifest::Grants;
 use crate::state::Namespace;
 use crate::util::lock;
-
-/// Per-batch bounds on what a plugin may log (host `log` and stdout/stderr).
-#[derive(Debug, Default)]
-pub struct LogBudget {
-    pub lines_left: u32,
-    pub bytes_left: u32,
-    pub dropped: u64,
-}
-
-impl LogBudget {
-    /// Takes room for one line of `len` bytes; false if over budget.
-    pub fn take_line(&mut self, len: usize) -> bool {
-        if self.lines_left == 0 || (self.bytes_left as usize) < len {
-            self.dropped += 1;
-            return false;
-        }
-        self.lines_left -= 1;
-        self.bytes_left -= len as u32;
-        true
-    }
-}
 
 /// Resource limits for one store, remembering whether memory ran out.
 pub struct Limiter {
@@ -95,8 +75,8 @@ impl StoreData {
         // the only way out of the sandbox is the host interface. Output goes
         // to the log under the plugin's name, within the same budget.
         let wasi = WasiCtx::builder()
-            .stdout(crate::engine::output::PluginOutput::new(plugin.clone(), "stdout", log.clone()))
-            .stderr(crate::engine::output::PluginOutput::new(plugin.clone(), "stderr", log.clone()))
+            .stdout(PluginOutput::new(plugin.clone(), "stdout", log.clone()))
+            .stderr(PluginOutput::new(plugin.clone(), "stderr", log.clone()))
             .build();
         Self {
             wasi,

@@ -13,7 +13,7 @@ use crate::batch::Batch;
 use crate::batch::handles::Hasher64;
 use crate::config::{BadInputPolicy, Config, Input, Scoring};
 use crate::engine::worker::{Outcome, collect_all, submit_all};
-use crate::error::{BadInput, Error, PluginError};
+use crate::error::{BadInput, Error};
 use crate::input::admit::{Admission, Origin};
 use crate::input::lines::{Line, LineReader};
 use crate::input::record::Record;
