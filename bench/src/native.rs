@@ -121,8 +121,7 @@ impl Host for NativeHost<'_> {
 pub type Native = Box<dyn FnMut(&[Request], &mut dyn Host) -> Vec<Signal>>;
 
 fn make<D: Detector>(config: &str) -> Result<Native, String> {
-    let mut d = D::default();
-    d.configure(config)?;
+    let mut d = D::new(vigil_sdk::parse_config(config)?)?;
     Ok(Box::new(move |batch, host| d.score(batch, host)))
 }
 

@@ -9,6 +9,9 @@
 use crate::hash::U64Map;
 use crate::{Host, StateEntry};
 
+/// Milliseconds in a day, for TTLs.
+pub const DAY_MS: i64 = 86_400_000;
+
 struct Cached<T> {
     value: T,
     dirty: bool,
@@ -73,6 +76,35 @@ impl<T: Default> BatchState<T> {
         }
     }
 
+    /// The per-batch loop of a detector that keeps this state: reads every
+    /// key the batch will touch (`keys` lists an item's) from the host in
+    /// one call, at the batch's earliest time; runs `each` on every item in
+    /// order; then writes the changed values back in one call, expiring
+    /// `ttl_ms` after the batch's latest time (so state quiet for that long
+    /// is forgotten). `time` is an item's event time. Items are usually the
+    /// requests, or requests paired with what was computed from them.
+    pub fn for_batch<I, R>(
+        &mut self,
+        host: &mut dyn Host,
+        items: &[I],
+        time: impl Fn(&I) -> i64,
+        mut keys: impl FnMut(&I, &mut Vec<u64>),
+        ttl_ms: i64,
+        mut each: impl FnMut(&mut Self, &mut dyn Host, &I) -> R,
+    ) -> Vec<R> {
+        let (Some(earliest), Some(latest)) = (items.iter().map(&time).min(), items.iter().map(&time).max()) else {
+            return Vec::new();
+        };
+        let mut wanted = Vec::new();
+        for item in items {
+            keys(item, &mut wanted);
+        }
+        self.prefetch(host, &wanted, earliest);
+        let out = items.iter().map(|item| each(self, host, item)).collect();
+        self.flush(host, Some(latest.saturating_add(ttl_ms)), latest);
+        out
+    }
+
     /// Writes changed values back to the host in one call, expiring at
     /// `expires_at_ms`.
     pub fn flush(&mut self, host: &mut dyn Host, expires_at_ms: Option<i64>, now_ms: i64) {
@@ -87,11 +119,6 @@ impl<T: Default> BatchState<T> {
             self.entries.clear();
         }
     }
-}
-
-/// Days between an account's creation and `ts_ms`, if known.
-pub fn account_age_days(ts_ms: i64, created_ms: Option<i64>) -> Option<f64> {
-    created_ms.map(|c| (ts_ms - c) as f64 / 86_400_000.0)
 }
 
 #[cfg(test)]
@@ -113,6 +140,34 @@ mod tests {
         // A new instance (new version) reads the durable copy.
         let mut cold = BatchState::new(dec, enc);
         assert_eq!(*cold.get(&mut h, 1, 0), 5);
+    }
+
+    #[test]
+    fn for_batch_reads_once_runs_in_order_and_writes_changes_with_a_ttl() {
+        let mut h = MemHost::new();
+        let enc = |v: &u32| v.to_le_bytes().to_vec();
+        let dec = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap_or([0; 4]));
+        h.set(1, &5u32.to_le_bytes(), None);
+        let mut s = BatchState::new(dec, enc);
+        // (key, time) items; each adds one to its key and returns the total.
+        let items = [(1u64, 100i64), (2, 50), (1, 200)];
+        let out = s.for_batch(
+            &mut h,
+            &items,
+            |i| i.1,
+            |i, k| k.push(i.0),
+            1_000,
+            |st, host, i| {
+                let v = st.get(host, i.0, i.1);
+                *v += 1;
+                *v
+            },
+        );
+        assert_eq!(out, vec![6, 1, 7]);
+        // Written back, expiring 1 s after the batch's latest time.
+        assert_eq!(h.get(1, 1_199), Some(7u32.to_le_bytes().to_vec()));
+        assert_eq!(h.get(1, 1_200), None);
+        assert!(s.for_batch(&mut h, &[] as &[(u64, i64)], |i| i.1, |_, _| {}, 1, |_, _, _| 0).is_empty());
     }
 
     #[test]

@@ -5,26 +5,31 @@ use crate::{CounterOp, Field, Level, Request, Signal, StateEntry};
 
 /// A detection plugin: scores a batch of requests, one signal per request.
 ///
-/// The host builds it with `Default`, then calls [`Detector::configure`] with
-/// the manifest's config, once per instance.
-pub trait Detector: Default + 'static {
+/// Once per instance the host hands it the manifest's `[config]` table,
+/// parsed into [`Detector::Config`], and [`Detector::new`] builds it.
+pub trait Detector: Sized + 'static {
     /// One line for `vigil check` and `/v1/plugins`.
     const DESCRIPTION: &'static str;
 
-    /// Applies the manifest's `[config]` table (JSON). The default accepts
-    /// only an empty table; use [`parse_config`] for a typed one.
-    fn configure(&mut self, config: &str) -> Result<(), String> {
-        let v: serde_json::Value = parse_config(config)?;
-        match v.as_object() {
-            Some(o) if o.is_empty() => Ok(()),
-            _ => Err(format!("config: this detector takes no configuration, got {config}")),
-        }
-    }
+    /// The manifest's `[config]` table, typed. Mark it
+    /// `#[serde(default, deny_unknown_fields)]` so every key has a default
+    /// and a typo fails `vigil check` instead of silently using one; a
+    /// detector with nothing to configure uses [`NoConfig`].
+    type Config: serde::de::DeserializeOwned;
+
+    /// The detector, from its config; `Err` refuses the config (the plugin
+    /// then does not load, and the message says why).
+    fn new(config: Self::Config) -> Result<Self, String>;
 
     /// One signal per request, in order. Keep anything that must survive a
     /// new version or a restart in `host` state, not in `self`.
     fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal>;
 }
+
+/// The config of a detector that takes none: only an empty table.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoConfig {}
 
 /// Parses the manifest config into a plugin's own type; unknown keys and
 /// wrong types are errors that name the key, so a typo fails `vigil check`
@@ -113,8 +118,7 @@ impl Signal {
 
 #[doc(hidden)]
 pub fn run_init<D: Detector>(slot: &Mutex<Option<D>>, config: &str) -> Result<(), String> {
-    let mut d = D::default();
-    d.configure(config)?;
+    let d = D::new(parse_config(config)?)?;
     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(d);
     Ok(())
 }

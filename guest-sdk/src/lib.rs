@@ -7,13 +7,16 @@
 //! with the same semantics.
 //!
 //! ```ignore
-//! use vigil_sdk::{Detector, Host, Request, Signal};
+//! use vigil_sdk::{Detector, Host, NoConfig, Request, Signal};
 //!
-//! #[derive(Default)]
 //! struct LongPrompts;
 //!
 //! impl Detector for LongPrompts {
 //!     const DESCRIPTION: &'static str = "flags very long prompts";
+//!     type Config = NoConfig;
+//!     fn new(_: NoConfig) -> Result<Self, String> {
+//!         Ok(LongPrompts)
+//!     }
 //!     fn score(&mut self, batch: &[Request], _host: &mut dyn Host) -> Vec<Signal> {
 //!         batch.iter().map(|r| {
 //!             let long = r.prompt.as_deref().map_or(false, |p| p.len() > 10_000);
@@ -34,6 +37,8 @@ pub mod batch_state;
 #[cfg(feature = "guest")]
 mod detector;
 #[cfg(feature = "guest")]
+pub mod request;
+#[cfg(feature = "guest")]
 pub mod testing;
 
 #[cfg(feature = "guest")]
@@ -51,7 +56,9 @@ pub mod bindings {
 #[cfg(feature = "guest")]
 pub use bindings::vigil::detector::types::{CounterOp, Field, Info, Level, Request, Signal, StateEntry};
 #[cfg(feature = "guest")]
-pub use detector::{Detector, Host, WasmHost, parse_config};
+pub use detector::{Detector, Host, NoConfig, WasmHost, parse_config};
+#[cfg(feature = "guest")]
+pub use request::RequestExt;
 
 #[cfg(feature = "guest")]
 #[doc(hidden)]

@@ -67,6 +67,20 @@ impl Host for MemHost {
     }
 }
 
+/// A detector built from its default config, as a native test wants it.
+pub fn detector<D: crate::Detector>() -> D
+where
+    D::Config: Default,
+{
+    D::new(D::Config::default()).expect("the default config is accepted")
+}
+
+/// A detector built from a manifest `[config]` table given as JSON, as the
+/// host builds it at `init`: `Err` is what `vigil check` would report.
+pub fn configured<D: crate::Detector>(config_json: &str) -> Result<D, String> {
+    D::new(crate::parse_config(config_json)?)
+}
+
 /// A request at `ts_ms` with every other field empty, as a plugin granted
 /// nothing would see it. Fill in what a test needs.
 pub fn request(ts_ms: i64) -> Request {

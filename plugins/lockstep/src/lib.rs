@@ -7,9 +7,9 @@
 //! too, but it is related, not a fleet of strangers).
 
 use serde::Deserialize;
-use vigil_sdk::batch_state::{BatchState, account_age_days};
+use vigil_sdk::batch_state::{BatchState, DAY_MS};
 use vigil_sdk::hash::{key, tag};
-use vigil_sdk::{Detector, Host, Request, Signal, parse_config};
+use vigil_sdk::{Detector, Host, Request, RequestExt, Signal};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -90,16 +90,10 @@ pub struct Lockstep {
     state: BatchState<Timing>,
 }
 
-impl Default for Lockstep {
-    fn default() -> Self {
-        Self { cfg: Config::default(), state: BatchState::new(Timing::decode, Timing::encode) }
-    }
-}
-
-impl Lockstep {
+impl Config {
     /// Score for an account's timing (before age and relation weights).
     pub fn regularity(&self, t: &Timing) -> f32 {
-        if t.gaps < self.cfg.min_gaps {
+        if t.gaps < self.min_gaps {
             return 0.0;
         }
         // CV 0.2 or less: machine-even; 0.6 or more: human. Even gaps inside
@@ -109,61 +103,67 @@ impl Lockstep {
         let across_the_day = ((hours - 3.0) / 9.0).clamp(0.0, 1.0);
         (regular * across_the_day) as f32
     }
+
+    fn signal(&self, r: &Request, t: &Timing) -> Signal {
+        let base = self.regularity(t);
+        if base <= 0.0 {
+            return Signal::none();
+        }
+        let age = r.account_age_days();
+        let young = r.young(self.young_days);
+        let related = r.org != 0;
+        let weight = if young { 1.0 } else { 0.75 } * if related { 0.25 } else { 1.0 };
+        let mut labels = vec!["regular-timing"];
+        if t.hours.count_ones() >= 18 {
+            labels.push("round-the-clock");
+        }
+        Signal::new(
+            base * weight,
+            &labels,
+            format!(
+                "{} gaps averaging {:.0} min with {:.0}% variation; active in {} of 24 hours{}{}",
+                t.gaps,
+                t.mean / 60_000.0,
+                t.cv() * 100.0,
+                t.hours.count_ones(),
+                age.map(|d| format!("; account {d:.0} days old")).unwrap_or_default(),
+                if related { "; belongs to an organisation" } else { "" }
+            ),
+        )
+    }
 }
 
 impl Detector for Lockstep {
     const DESCRIPTION: &'static str = "Machine-regular, round-the-clock request timing on young, unrelated accounts";
+    type Config = Config;
 
-    fn configure(&mut self, config: &str) -> Result<(), String> {
-        self.cfg = parse_config(config)?;
-        Ok(())
+    fn new(cfg: Config) -> Result<Self, String> {
+        Ok(Self { cfg, state: BatchState::new(Timing::decode, Timing::encode) })
     }
 
     fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
-        let mut out = Vec::with_capacity(batch.len());
-        let mut latest = i64::MIN;
-        // Every account's timing state in one host call.
-        let keys: Vec<u64> = batch.iter().filter(|r| r.account != 0).map(|r| key(TIMING, r.account)).collect();
-        self.state.prefetch(host, &keys, batch.iter().map(|r| r.ts_ms).min().unwrap_or(0));
-        for r in batch {
-            latest = latest.max(r.ts_ms);
-            if r.account == 0 {
-                out.push(Signal::none());
-                continue;
+        let cfg = &self.cfg;
+        let keys = |r: &Request, k: &mut Vec<u64>| {
+            if r.account != 0 {
+                k.push(key(TIMING, r.account));
             }
-            let t = self.state.get(host, key(TIMING, r.account), r.ts_ms);
-            t.observe(r.ts_ms);
-            let t = t.clone();
-            let base = self.regularity(&t);
-            if base <= 0.0 {
-                out.push(Signal::none());
-                continue;
-            }
-            let age = account_age_days(r.ts_ms, r.account_created_ms);
-            let young = age.is_some_and(|d| d < self.cfg.young_days);
-            let related = r.org != 0;
-            let weight = if young { 1.0 } else { 0.75 } * if related { 0.25 } else { 1.0 };
-            let mut labels = vec!["regular-timing"];
-            if t.hours.count_ones() >= 18 {
-                labels.push("round-the-clock");
-            }
-            out.push(Signal::new(
-                base * weight,
-                &labels,
-                format!(
-                    "{} gaps averaging {:.0} min with {:.0}% variation; active in {} of 24 hours{}{}",
-                    t.gaps,
-                    t.mean / 60_000.0,
-                    t.cv() * 100.0,
-                    t.hours.count_ones(),
-                    age.map(|d| format!("; account {d:.0} days old")).unwrap_or_default(),
-                    if related { "; belongs to an organisation" } else { "" }
-                ),
-            ));
-        }
-        // Forget accounts quiet for two weeks.
-        self.state.flush(host, Some(latest.saturating_add(14 * 86_400_000)), latest);
-        out
+        };
+        // Accounts quiet for two weeks are forgotten.
+        self.state.for_batch(
+            host,
+            batch,
+            |r| r.ts_ms,
+            keys,
+            14 * DAY_MS,
+            |state, host, r| {
+                if r.account == 0 {
+                    return Signal::none();
+                }
+                let t = state.get(host, key(TIMING, r.account), r.ts_ms);
+                t.observe(r.ts_ms);
+                cfg.signal(r, t)
+            },
+        )
     }
 }
 
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn even_round_the_clock_traffic_flags_bursty_human_traffic_does_not() {
-        let mut d = Lockstep::default();
+        let mut d: Lockstep = vigil_sdk::testing::detector();
         let mut h = MemHost::new();
         // Every 66 minutes, +-10%, for two days, across batches.
         let bot: Vec<Request> =
@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn an_old_related_batch_job_weighs_little() {
-        let mut d = Lockstep::default();
+        let mut d: Lockstep = vigil_sdk::testing::detector();
         let mut h = MemHost::new();
         let job: Vec<Request> = (0..100).map(|i| req(&mut h, "etl", T0 + i * 30_000, 400, true)).collect();
         let out = d.score(&job, &mut h);

@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 use vigil_sdk::hash::{key, tag};
-use vigil_sdk::{CounterOp, Detector, Host, Request, Signal, parse_config};
+use vigil_sdk::{CounterOp, Detector, Host, Request, Signal};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -30,7 +30,6 @@ const HEAVY: u64 = tag("output-harvest/heavy");
 const CEILING: u64 = tag("output-harvest/ceiling");
 const SINGLE: u64 = tag("output-harvest/single-turn");
 
-#[derive(Default)]
 pub struct OutputHarvest {
     cfg: Config,
     ops: Vec<CounterOp>,
@@ -62,9 +61,10 @@ impl Detector for OutputHarvest {
     const DESCRIPTION: &'static str =
         "Accounts harvesting outputs: long completions, max_tokens ceiling hits, single-turn requests";
 
-    fn configure(&mut self, config: &str) -> Result<(), String> {
-        self.cfg = parse_config(config)?;
-        Ok(())
+    type Config = Config;
+
+    fn new(cfg: Config) -> Result<Self, String> {
+        Ok(Self { cfg, ops: Vec::new() })
     }
 
     fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn harvesting_account_scores_high_and_a_chatty_user_low() {
-        let mut d = OutputHarvest::default();
+        let mut d = vigil_sdk::testing::detector::<OutputHarvest>();
         let mut h = MemHost::new();
         let harvest: Vec<Request> =
             (0..12).map(|i| req(&mut h, "h", i, if i % 2 == 0 { 8192 } else { 7000 }, 8192, 1)).collect();
@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn without_grants_nothing_is_counted() {
-        let mut d = OutputHarvest::default();
+        let mut d = vigil_sdk::testing::detector::<OutputHarvest>();
         let mut h = MemHost::new();
         let out = d.score(&[request(1)], &mut h);
         assert_eq!(out[0].score, 0.0);

@@ -11,7 +11,7 @@
 
 use serde::Deserialize;
 use vigil_sdk::text::{PhraseSet, Words};
-use vigil_sdk::{Detector, Host, Request, Signal, parse_config};
+use vigil_sdk::{Detector, Host, Request, Signal};
 
 /// (category, weight, pattern). Patterns are words separated by spaces,
 /// alternatives by `|` (see `vigil_sdk::text::PhraseSet`).
@@ -97,27 +97,7 @@ pub struct ReasoningElicitation {
     words: Words,
 }
 
-impl Default for ReasoningElicitation {
-    fn default() -> Self {
-        Self::new(Config::default()).expect("built-in patterns are valid")
-    }
-}
-
 impl ReasoningElicitation {
-    pub fn new(cfg: Config) -> Result<Self, String> {
-        let mut phrases = PhraseSet::new(cfg.max_gap);
-        for (cat, w, p) in PATTERNS {
-            phrases.add(p, (cat.to_string(), *w))?;
-        }
-        for e in &cfg.extra_patterns {
-            if !(0.0..=1.0).contains(&e.weight) {
-                return Err(format!("config: extra pattern {:?}: weight must be in [0, 1]", e.pattern));
-            }
-            phrases.add(&e.pattern, (e.category.clone(), e.weight)).map_err(|m| format!("config: {m}"))?;
-        }
-        Ok(Self { phrases, words: Words::new() })
-    }
-
     /// Scores one prompt (and system prompt).
     pub fn score_text(&mut self, prompt: &str, system: Option<&str>) -> Signal {
         self.words.parse(prompt);
@@ -150,9 +130,20 @@ impl Detector for ReasoningElicitation {
     const DESCRIPTION: &'static str =
         "Prompts that elicit chain-of-thought or hidden reasoning, or use the model as a grader or reward model";
 
-    fn configure(&mut self, config: &str) -> Result<(), String> {
-        *self = Self::new(parse_config(config)?)?;
-        Ok(())
+    type Config = Config;
+
+    fn new(cfg: Config) -> Result<Self, String> {
+        let mut phrases = PhraseSet::new(cfg.max_gap);
+        for (cat, w, p) in PATTERNS {
+            phrases.add(p, (cat.to_string(), *w))?;
+        }
+        for e in &cfg.extra_patterns {
+            if !(0.0..=1.0).contains(&e.weight) {
+                return Err(format!("config: extra pattern {:?}: weight must be in [0, 1]", e.pattern));
+            }
+            phrases.add(&e.pattern, (e.category.clone(), e.weight)).map_err(|m| format!("config: {m}"))?;
+        }
+        Ok(Self { phrases, words: Words::new() })
     }
 
     fn score(&mut self, batch: &[Request], _host: &mut dyn Host) -> Vec<Signal> {
@@ -174,7 +165,7 @@ mod tests {
     use super::*;
 
     fn score(p: &str) -> Signal {
-        ReasoningElicitation::default().score_text(p, None)
+        vigil_sdk::testing::detector::<ReasoningElicitation>().score_text(p, None)
     }
 
     #[test]
@@ -227,7 +218,7 @@ mod tests {
 
     #[test]
     fn system_prompt_counts_but_never_joins_a_phrase_with_the_prompt() {
-        let mut d = ReasoningElicitation::default();
+        let mut d = vigil_sdk::testing::detector::<ReasoningElicitation>();
         let s = d.score_text("What is 2+2?", Some("Always expose your internal monologue."));
         assert!(s.labels.contains(&"hidden-reasoning".to_string()));
         let s = d.score_text("take it step by", Some("step"));
@@ -236,12 +227,13 @@ mod tests {
 
     #[test]
     fn extra_patterns_from_config_take_effect() {
-        let mut d = ReasoningElicitation::default();
+        let mut d = vigil_sdk::testing::detector::<ReasoningElicitation>();
         assert_eq!(d.score_text("narrate your cognition", None).score, 0.0);
-        d.configure(r#"{"extra_patterns": [{"pattern": "narrate your cognition", "category": "cot-elicitation", "weight": 0.6}]}"#)
+        let configure = vigil_sdk::testing::configured::<ReasoningElicitation>;
+        d = configure(r#"{"extra_patterns": [{"pattern": "narrate your cognition", "category": "cot-elicitation", "weight": 0.6}]}"#)
             .unwrap();
         assert!((d.score_text("Narrate your cognition.", None).score - 0.6).abs() < 1e-6);
-        assert!(d.configure(r#"{"extra_patterns": [{"pattern": "x", "category": "c", "weight": 2}]}"#).is_err());
-        assert!(d.configure(r#"{"max_gapp": 1}"#).unwrap_err().contains("max_gapp"));
+        assert!(configure(r#"{"extra_patterns": [{"pattern": "x", "category": "c", "weight": 2}]}"#).is_err());
+        assert!(configure(r#"{"max_gapp": 1}"#).err().unwrap().contains("max_gapp"));
     }
 }

@@ -8,10 +8,10 @@
 //! and old accounts weigh less.
 
 use serde::Deserialize;
-use vigil_sdk::batch_state::{BatchState, account_age_days};
+use vigil_sdk::batch_state::{BatchState, DAY_MS};
 use vigil_sdk::hash::{key, tag};
 use vigil_sdk::sketch::Crowd;
-use vigil_sdk::{Detector, Host, Request, Signal, parse_config};
+use vigil_sdk::{Detector, Host, Request, RequestExt, Signal};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -41,77 +41,72 @@ pub struct SharedInfra {
     state: BatchState<Crowd>,
 }
 
-impl Default for SharedInfra {
-    fn default() -> Self {
-        Self { cfg: Config::default(), state: BatchState::new(Crowd::decode, Crowd::encode) }
-    }
-}
-
 impl Detector for SharedInfra {
     const DESCRIPTION: &'static str =
         "Accounts tied by a payment instrument or network prefix shared with many young accounts (degree-capped)";
+    type Config = Config;
 
-    fn configure(&mut self, config: &str) -> Result<(), String> {
-        self.cfg = parse_config(config)?;
-        Ok(())
+    fn new(cfg: Config) -> Result<Self, String> {
+        Ok(Self { cfg, state: BatchState::new(Crowd::decode, Crowd::encode) })
     }
 
     fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
-        let c = self.cfg.clone();
-        let mut out = Vec::with_capacity(batch.len());
-        let mut latest = i64::MIN;
-        // Every crowd the batch touches, in one host call.
-        let keys: Vec<u64> = batch
-            .iter()
-            .filter(|r| r.account != 0)
-            .flat_map(|r| [(CARD, r.payment_fingerprint), (PREFIX, r.ip_prefix)])
-            .filter(|(_, h)| *h != 0)
-            .map(|(t, h)| key(t, h))
-            .collect();
-        self.state.prefetch(host, &keys, batch.iter().map(|r| r.ts_ms).min().unwrap_or(0));
-        for r in batch {
-            latest = latest.max(r.ts_ms);
-            if r.account == 0 {
-                out.push(Signal::none());
-                continue;
+        let c = &self.cfg;
+        // Every crowd the batch touches, read in one host call.
+        let keys = |r: &Request, k: &mut Vec<u64>| {
+            if r.account != 0 {
+                k.extend(
+                    [(CARD, r.payment_fingerprint), (PREFIX, r.ip_prefix)]
+                        .into_iter()
+                        .filter(|(_, h)| *h != 0)
+                        .map(|(t, h)| key(t, h)),
+                );
             }
-            let age = account_age_days(r.ts_ms, r.account_created_ms);
-            let young = age.is_some_and(|d| d < c.young_days);
-            let mut best: Option<(f32, &str, u64, f64, f64)> = None;
-            for (what, tag, handle, cap, w) in [
-                ("payment instrument", CARD, r.payment_fingerprint, c.card_cap, 1.0),
-                ("network prefix", PREFIX, r.ip_prefix, c.prefix_cap, c.prefix_weight),
-            ] {
-                if handle == 0 {
-                    continue;
+        };
+        // Crowds quiet for 30 days are forgotten.
+        self.state.for_batch(
+            host,
+            batch,
+            |r| r.ts_ms,
+            keys,
+            30 * DAY_MS,
+            |state, host, r| {
+                if r.account == 0 {
+                    return Signal::none();
                 }
-                let crowd = self.state.update(host, key(tag, handle), r.ts_ms, |c| c.add(r.account, young));
-                let (all, y) = crowd.counts();
-                let s = w * crowd.suspicion(c.min_accounts, cap);
-                if s > 0.0 && best.is_none_or(|b| s > b.0) {
-                    best = Some((s, what, handle, all, y));
+                let young = r.young(c.young_days);
+                let mut best: Option<(f32, &str, u64, f64, f64)> = None;
+                for (what, tag, handle, cap, w) in [
+                    ("payment instrument", CARD, r.payment_fingerprint, c.card_cap, 1.0),
+                    ("network prefix", PREFIX, r.ip_prefix, c.prefix_cap, c.prefix_weight),
+                ] {
+                    if handle == 0 {
+                        continue;
+                    }
+                    let crowd = state.update(host, key(tag, handle), r.ts_ms, |c| c.add(r.account, young));
+                    let (all, y) = crowd.counts();
+                    let s = w * crowd.suspicion(c.min_accounts, cap);
+                    if s > 0.0 && best.is_none_or(|b| s > b.0) {
+                        best = Some((s, what, handle, all, y));
+                    }
                 }
-            }
-            let Some((s, what, handle, all, y)) = best else {
-                out.push(Signal::none());
-                continue;
-            };
-            let weight = if young { 1.0 } else { 0.5 } * if r.org != 0 { 0.3 } else { 1.0 };
-            let cluster =
-                format!("{}:{:08x}", if what.starts_with("payment") { "card" } else { "prefix" }, handle >> 32);
-            out.push(Signal::new(
-                s * weight,
-                &["shared-infra", &cluster],
-                format!(
-                    "{what} {cluster} shared by ~{all:.0} accounts, ~{y:.0} of them under {:.0} days old{}",
-                    c.young_days,
-                    if young { "; this account is one of the young ones" } else { "" }
-                ),
-            ));
-        }
-        // Forget crowds quiet for 30 days.
-        self.state.flush(host, Some(latest.saturating_add(30 * 86_400_000)), latest);
-        out
+                let Some((s, what, handle, all, y)) = best else {
+                    return Signal::none();
+                };
+                let weight = if young { 1.0 } else { 0.5 } * if r.org != 0 { 0.3 } else { 1.0 };
+                let cluster =
+                    format!("{}:{:08x}", if what.starts_with("payment") { "card" } else { "prefix" }, handle >> 32);
+                Signal::new(
+                    s * weight,
+                    &["shared-infra", &cluster],
+                    format!(
+                        "{what} {cluster} shared by ~{all:.0} accounts, ~{y:.0} of them under {:.0} days old{}",
+                        c.young_days,
+                        if young { "; this account is one of the young ones" } else { "" }
+                    ),
+                )
+            },
+        )
     }
 }
 
@@ -140,7 +135,7 @@ mod tests {
 
     #[test]
     fn a_card_shared_by_many_new_accounts_flags_them() {
-        let mut d = SharedInfra::default();
+        let mut d: SharedInfra = vigil_sdk::testing::detector();
         let mut h = MemHost::new();
         let batch: Vec<Request> = (0..25).map(|i| req(&mut h, &format!("a{i}"), "card-x", 1, None)).collect();
         let out = d.score(&batch, &mut h);
@@ -155,7 +150,7 @@ mod tests {
 
     #[test]
     fn a_company_card_and_a_cloud_egress_do_not() {
-        let mut d = SharedInfra::default();
+        let mut d: SharedInfra = vigil_sdk::testing::detector();
         let mut h = MemHost::new();
         // 40 staff on a corporate card, a couple of them new hires.
         let staff: Vec<Request> =

@@ -12,11 +12,11 @@
 //! user whose one question happens to overlap a script's slot does not.
 
 use serde::Deserialize;
-use vigil_sdk::batch_state::{BatchState, account_age_days};
+use vigil_sdk::batch_state::{BatchState, DAY_MS};
 use vigil_sdk::hash::{key, tag};
 use vigil_sdk::sketch::{Crowd, minhash};
 use vigil_sdk::text::Words;
-use vigil_sdk::{Detector, Host, Request, Signal, parse_config};
+use vigil_sdk::{Detector, Host, Request, RequestExt, Signal};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -49,17 +49,6 @@ pub struct TemplateFleet {
     state: BatchState<Crowd>,
 }
 
-impl Default for TemplateFleet {
-    fn default() -> Self {
-        Self {
-            cfg: Config::default(),
-            words: Words::new(),
-            shingles: Vec::new(),
-            state: BatchState::new(Crowd::decode, Crowd::encode),
-        }
-    }
-}
-
 impl TemplateFleet {
     /// The band buckets of a prompt (none for one too short to tell).
     pub fn buckets(&mut self, prompt: &str) -> Option<[u64; BANDS]> {
@@ -84,60 +73,65 @@ impl TemplateFleet {
 impl Detector for TemplateFleet {
     const DESCRIPTION: &'static str =
         "Near-duplicate prompt templates shared by many young accounts (MinHash bands, distinct counts)";
+    type Config = Config;
 
-    fn configure(&mut self, config: &str) -> Result<(), String> {
-        self.cfg = parse_config(config)?;
-        Ok(())
+    fn new(cfg: Config) -> Result<Self, String> {
+        Ok(Self {
+            cfg,
+            words: Words::new(),
+            shingles: Vec::new(),
+            state: BatchState::new(Crowd::decode, Crowd::encode),
+        })
     }
 
     fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
-        let c = self.cfg.clone();
-        let mut latest = i64::MIN;
+        // Every request's buckets first, so the crowds they name are read
+        // from the host in one call.
+        let items: Vec<(&Request, Option<[u64; BANDS]>)> = batch
+            .iter()
+            .map(|r| match r.prompt.as_deref().filter(|_| r.account != 0) {
+                Some(p) => (r, self.buckets(p)),
+                None => (r, None),
+            })
+            .collect();
+        let c = &self.cfg;
         // Per request with a usable prompt: its best (crowd suspicion,
         // cluster id, accounts, young accounts), and where its focus
         // counters are in the batch's counter call.
-        type Found = (Option<(f32, u64, f64, f64)>, usize);
-        let mut found: Vec<Option<Found>> = Vec::with_capacity(batch.len());
         let mut ops = Vec::new();
-        // Every request's buckets first, so the crowds they name are read
-        // from the host in one call.
-        let all: Vec<Option<[u64; BANDS]>> = batch
-            .iter()
-            .map(|r| match r.prompt.as_deref().filter(|_| r.account != 0) {
-                Some(p) => self.buckets(p),
-                None => None,
-            })
-            .collect();
-        let keys: Vec<u64> = all.iter().flatten().flatten().copied().collect();
-        self.state.prefetch(host, &keys, batch.iter().map(|r| r.ts_ms).min().unwrap_or(0));
-        for (r, buckets) in batch.iter().zip(all) {
-            latest = latest.max(r.ts_ms);
-            let Some(buckets) = buckets else {
-                found.push(None);
-                continue;
-            };
-            let young = account_age_days(r.ts_ms, r.account_created_ms).is_some_and(|d| d < c.young_days);
-            let mut best: Option<(f32, u64, f64, f64)> = None;
-            for bucket in buckets {
-                let crowd = self.state.update(host, bucket, r.ts_ms, |c| c.add(r.account, young));
-                let s = crowd.suspicion(c.min_accounts, f64::MAX);
-                if s > 0.0 && best.is_none_or(|b| s > b.0) {
-                    let (all, y) = crowd.counts();
-                    best = Some((s, bucket >> 44, all, y));
+        let keys = |i: &(&Request, Option<[u64; BANDS]>), k: &mut Vec<u64>| k.extend(i.1.iter().flatten());
+        // Crowds quiet for 30 days are forgotten.
+        let found = self.state.for_batch(
+            host,
+            &items,
+            |i| i.0.ts_ms,
+            keys,
+            30 * DAY_MS,
+            |state, host, &(r, buckets)| {
+                let buckets = buckets?;
+                let young = r.young(c.young_days);
+                let mut best: Option<(f32, u64, f64, f64)> = None;
+                for bucket in buckets {
+                    let crowd = state.update(host, bucket, r.ts_ms, |c| c.add(r.account, young));
+                    let s = crowd.suspicion(c.min_accounts, f64::MAX);
+                    if s > 0.0 && best.is_none_or(|b| s > b.0) {
+                        let (all, y) = crowd.counts();
+                        best = Some((s, bucket >> 44, all, y));
+                    }
                 }
-            }
-            let on_script = best.is_some_and(|b| b.0 >= ON_SCRIPT_FROM);
-            found.push(Some((best, ops.len())));
-            for (t, d) in [(SENT, 1), (ON_SCRIPT, u32::from(on_script))] {
-                ops.push(vigil_sdk::CounterOp {
-                    key: key(t, r.account),
-                    now_ms: r.ts_ms,
-                    window_ms: c.focus_window_ms,
-                    delta: d,
-                });
-            }
-        }
-        self.state.flush(host, Some(latest.saturating_add(30 * 86_400_000)), latest);
+                let on_script = best.is_some_and(|b| b.0 >= ON_SCRIPT_FROM);
+                let at = ops.len();
+                for (t, d) in [(SENT, 1), (ON_SCRIPT, u32::from(on_script))] {
+                    ops.push(vigil_sdk::CounterOp {
+                        key: key(t, r.account),
+                        now_ms: r.ts_ms,
+                        window_ms: c.focus_window_ms,
+                        delta: d,
+                    });
+                }
+                Some((best, at))
+            },
+        );
         let totals = host.counter_add(&ops);
         batch
             .iter()
@@ -146,8 +140,7 @@ impl Detector for TemplateFleet {
                 let Some((Some((s, id, all, y)), at)) = f else { return Signal::none() };
                 let (Some(&sent), Some(&on)) = (totals.get(at), totals.get(at + 1)) else { return Signal::none() };
                 let focus = if on >= 2 { ((on as f32 / sent as f32 - 0.3) / 0.4).clamp(0.0, 1.0) } else { 0.0 };
-                let young = account_age_days(r.ts_ms, r.account_created_ms).is_some_and(|d| d < c.young_days);
-                let weight = if young { 1.0 } else { 0.5 } * if r.org != 0 { 0.3 } else { 1.0 };
+                let weight = if r.young(c.young_days) { 1.0 } else { 0.5 } * if r.org != 0 { 0.3 } else { 1.0 };
                 if s * focus * weight <= 0.0 {
                     return Signal::none();
                 }
@@ -187,7 +180,7 @@ mod tests {
 
     #[test]
     fn a_script_shared_by_new_accounts_is_a_fleet() {
-        let mut d = TemplateFleet::default();
+        let mut d: TemplateFleet = vigil_sdk::testing::detector();
         let mut h = MemHost::new();
         let tasks = ["fix the login bug", "add caching to the API", "speed up CSV import", "port the deploy script"];
         // 40 new accounts, each sending the script three times.
@@ -209,7 +202,7 @@ mod tests {
 
     #[test]
     fn one_question_that_overlaps_a_script_is_not_focus() {
-        let mut d = TemplateFleet::default();
+        let mut d: TemplateFleet = vigil_sdk::testing::detector();
         let mut h = MemHost::new();
         let script = |i: usize| {
             format!(
@@ -228,7 +221,7 @@ mod tests {
 
     #[test]
     fn a_popular_phrasing_across_all_ages_is_not() {
-        let mut d = TemplateFleet::default();
+        let mut d: TemplateFleet = vigil_sdk::testing::detector();
         let mut h = MemHost::new();
         let topics = ["autumn", "the sea", "cats", "jazz", "rain", "trains", "coffee", "winter"];
         let batch: Vec<Request> = (0..400)
@@ -243,7 +236,7 @@ mod tests {
 
     #[test]
     fn masking_keeps_slot_numbers_from_splitting_a_template() {
-        let mut d = TemplateFleet::default();
+        let mut d: TemplateFleet = vigil_sdk::testing::detector();
         let a = d.buckets("Classify ticket 48213 from user 77 as billing, bug or question, then explain why.");
         let b = d.buckets("Classify ticket 1002 from user 5 as billing, bug or question, then explain why.");
         assert_eq!(a, b);

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 use vigil_sdk::hash::{key, tag};
-use vigil_sdk::{CounterOp, Detector, Host, Request, Signal, parse_config};
+use vigil_sdk::{CounterOp, Detector, Host, Request, Signal};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -55,7 +55,6 @@ const ACCOUNT_TOKENS: u64 = tag("velocity/account-tokens");
 const KEY_REQS: u64 = tag("velocity/key-requests");
 const PAYMENT_REQS: u64 = tag("velocity/payment-requests");
 
-#[derive(Default)]
 pub struct Velocity {
     cfg: Config,
     // Reused across batches: no per-request allocation for the host call.
@@ -72,10 +71,6 @@ struct Dim {
 }
 
 impl Velocity {
-    pub fn new(cfg: Config) -> Self {
-        Self { cfg, ..Default::default() }
-    }
-
     fn dims(&self) -> [Dim; 4] {
         let c = &self.cfg;
         [
@@ -131,13 +126,13 @@ fn human_window(ms: u32) -> String {
 impl Detector for Velocity {
     const DESCRIPTION: &'static str = "Request and token volume per account, API key and payment instrument over sliding windows, weighed by account age";
 
-    fn configure(&mut self, config: &str) -> Result<(), String> {
-        let cfg: Config = parse_config(config)?;
+    type Config = Config;
+
+    fn new(cfg: Config) -> Result<Self, String> {
         if cfg.window_ms == 0 || cfg.payment_window_ms == 0 {
             return Err("config: windows must be positive".into());
         }
-        *self = Self::new(cfg);
-        Ok(())
+        Ok(Self { cfg, ops: Vec::new(), slots: Vec::new() })
     }
 
     fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
@@ -226,7 +221,7 @@ mod tests {
 
     #[test]
     fn quiet_account_scores_zero_and_a_burst_scores_high() {
-        let mut v = Velocity::default();
+        let mut v = vigil_sdk::testing::detector::<Velocity>();
         let mut h = MemHost::new();
         let quiet: Vec<Request> = (0..50).map(|i| req(&mut h, "a", T0 + i * 60_000)).collect();
         let out = v.score(&quiet, &mut h);
@@ -249,10 +244,10 @@ mod tests {
             (from..from + 300).map(|i| req(h, "c", T0 + i * 1000)).collect()
         };
         let b1 = batch(&mut h, 0);
-        Velocity::default().score(&b1, &mut h);
+        vigil_sdk::testing::detector::<Velocity>().score(&b1, &mut h);
         // A fresh instance (a new version) sees the same host state.
         let b2 = batch(&mut h, 300);
-        let out = Velocity::default().score(&b2, &mut h);
+        let out = vigil_sdk::testing::detector::<Velocity>().score(&b2, &mut h);
         let s = out.last().unwrap();
         assert!(s.reason.starts_with("600 requests"), "{}", s.reason);
         assert!((s.score - 0.6).abs() < 0.01, "{}", s.score);
@@ -260,7 +255,7 @@ mod tests {
 
     #[test]
     fn old_accounts_weigh_less_and_shared_cards_add_up() {
-        let mut v = Velocity::default();
+        let mut v = vigil_sdk::testing::detector::<Velocity>();
         let mut h = MemHost::new();
         let card = h.handle(Field::PaymentFingerprint, "card-1");
         // 200 accounts, each quiet (30 requests), one card: 6,000 a day.
@@ -282,7 +277,7 @@ mod tests {
 
     #[test]
     fn ungranted_fields_mean_no_signal() {
-        let mut v = Velocity::default();
+        let mut v = vigil_sdk::testing::detector::<Velocity>();
         let mut h = MemHost::new();
         let batch: Vec<Request> = (0..5000).map(|i| request(T0 + i)).collect();
         assert!(v.score(&batch, &mut h).iter().all(|s| s.score == 0.0));
@@ -291,9 +286,9 @@ mod tests {
 
     #[test]
     fn config_typos_are_refused() {
-        let mut v = Velocity::default();
-        assert!(v.configure(r#"{"acount_requests": 5}"#).unwrap_err().contains("acount_requests"));
-        assert!(v.configure(r#"{"window_ms": 0}"#).is_err());
-        assert!(v.configure("{}").is_ok());
+        let configure = vigil_sdk::testing::configured::<Velocity>;
+        assert!(configure(r#"{"acount_requests": 5}"#).err().unwrap().contains("acount_requests"));
+        assert!(configure(r#"{"window_ms": 0}"#).is_err());
+        assert!(configure("{}").is_ok());
     }
 }

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use vigil_sdk::hash::{key, tag};
-use vigil_sdk::{CounterOp, Detector, Host, Request, Signal, parse_config};
+use vigil_sdk::{CounterOp, Detector, Host, Request, Signal};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -40,7 +40,6 @@ pub struct Config {
     pub spin_over: Option<u64>,
 }
 
-#[derive(Default)]
 pub struct Behave {
     cfg: Config,
 }
@@ -50,13 +49,13 @@ const SEEN: u64 = tag("behave/seen");
 impl Detector for Behave {
     const DESCRIPTION: &'static str = "configurable test plugin";
 
-    fn configure(&mut self, config: &str) -> Result<(), String> {
-        let cfg: Config = parse_config(config)?;
+    type Config = Config;
+
+    fn new(cfg: Config) -> Result<Self, String> {
         if cfg.fail_init {
             return Err("fail_init is set".into());
         }
-        self.cfg = cfg;
-        Ok(())
+        Ok(Self { cfg })
     }
 
     fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
