@@ -32,6 +32,11 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Waits (on the registry's changes, not by polling) until `done` holds.
+fn wait_registry(server: &Server, what: &str, done: impl FnMut(&vigil_runtime::registry::Registry) -> bool) {
+    assert!(server.registry.wait_until(Duration::from_secs(60), done), "{what}: not within 60 s");
+}
+
 fn fingerprint(wasm: &[u8], manifest: &str) -> Option<Fingerprint> {
     Some(Fingerprint { wasm: sha256_hex(wasm), manifest: sha256_hex(manifest.as_bytes()), sig: None })
 }
@@ -67,7 +72,7 @@ fn a_patch_that_failed_for_want_of_resources_goes_live_once_they_free() {
     let patched = manifest("[config]\ntag = \" patched\"");
     std::fs::write(dir.join("p0.toml"), &patched).unwrap();
     let want = fingerprint(wasm::BEHAVE, &patched);
-    wait_until("the patch is tried", || server.registry.tried("p0") == want);
+    wait_registry(&server, "the patch is tried", |r| r.tried("p0") == want);
     let status = server.registry.status();
     let p0 = status.iter().find(|s| s.name == "p0").unwrap();
     assert!(p0.last_error.as_deref().is_some_and(|e| e.contains("instantiate")), "{:?}", p0.last_error);
@@ -75,8 +80,8 @@ fn a_patch_that_failed_for_want_of_resources_goes_live_once_they_free() {
     // Room frees up (another plugin leaves); p0's files are not touched.
     std::fs::remove_file(dir.join("p7.wasm")).unwrap();
     std::fs::remove_file(dir.join("p7.toml")).unwrap();
-    wait_until("the patch goes live", || {
-        server.registry.status().iter().any(|s| s.name == "p0" && s.last_error.is_none())
+    wait_registry(&server, "the patch goes live", |r| {
+        r.status().iter().any(|s| s.name == "p0" && s.last_error.is_none())
     });
     let v = score(&server.addr.to_string(), "r1");
     let reasons: Vec<&str> =
@@ -99,11 +104,11 @@ fn state_bounds_follow_the_manifest_now_running() {
 
     let small = manifest("[limits]\nstate_entries = 5");
     std::fs::write(dir.join("counter.toml"), &small).unwrap();
-    wait_until("the small manifest is live", || server.registry.tried("counter") == fingerprint(wasm::BEHAVE, &small));
+    wait_registry(&server, "the small manifest is live", |r| r.tried("counter") == fingerprint(wasm::BEHAVE, &small));
     assert_eq!(bounds().0, 5);
     // Restored: the host's bounds again, without a restart.
     std::fs::write(dir.join("counter.toml"), &plain).unwrap();
-    wait_until("the plain manifest is live", || server.registry.tried("counter") == fingerprint(wasm::BEHAVE, &plain));
+    wait_registry(&server, "the plain manifest is live", |r| r.tried("counter") == fingerprint(wasm::BEHAVE, &plain));
     assert_eq!(bounds(), (defaults.max_entries_per_plugin, defaults.max_bytes_per_plugin));
 }
 
@@ -145,7 +150,7 @@ fn an_api_mode_change_holds_across_a_restart_until_the_files_change() {
     assert_eq!(v["verdicts"][0]["signals"][0]["mode"], "monitor", "{v}");
     let changed = manifest("[config]\ntag = \" v2\"");
     std::fs::write(dir.join("counter.toml"), &changed).unwrap();
-    wait_until("the new files load", || server.registry.tried("counter") == fingerprint(wasm::BEHAVE, &changed));
+    wait_registry(&server, "the new files load", |r| r.tried("counter") == fingerprint(wasm::BEHAVE, &changed));
     server.stop().unwrap();
 
     let server = Server::start(config(state.path()), dir, "127.0.0.1:0").unwrap();

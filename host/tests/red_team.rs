@@ -240,6 +240,8 @@ fn item3_idle_and_stuck_connections_are_bounded_and_shutdown_does_not_wait_forev
     assert!(closed_by_server(&mut idle[0], Duration::from_secs(30)), "an idle connection is closed");
     drop(idle);
     assert_eq!(ureq::get(&format!("http://{addr}/healthz")).call().unwrap().status(), 200);
+    let metrics = ureq::get(&format!("http://{addr}/metrics")).call().unwrap().into_string().unwrap();
+    assert!(metrics.contains("\nvigil_http_connections_refused_total "), "the refusal is counted and shown");
 
     // Headers promising a body that never comes, then SIGTERM: the server
     // stops waiting after the grace period, saves state and exits 0.

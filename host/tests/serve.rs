@@ -45,11 +45,8 @@ fn wait_tried_dir(server: &Server, dir: &Path, name: &str) {
 }
 
 fn wait_for(server: &Server, name: &str, want: Option<Fingerprint>) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while server.registry.tried(name) != want {
-        assert!(Instant::now() < deadline, "reload outcome never reported");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let reported = server.registry.wait_until(Duration::from_secs(60), |r| r.tried(name) == want);
+    assert!(reported, "reload outcome never reported");
 }
 
 struct Seen {

@@ -8,19 +8,31 @@ use serde::Deserialize;
 
 use crate::error::Error;
 
+/// The configuration of every command: one field per `[table]` of the file.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `[scoring]`: batching and the decision thresholds.
     pub scoring: Scoring,
+    /// `[input]`: bounds on request records and their admission.
     pub input: Input,
+    /// `[limits]`: the limits a plugin gets unless its manifest sets its own.
     pub limits: Limits,
+    /// `[state]`: bounds on host state, and when it is saved and dropped.
     pub state: StateBounds,
+    /// `[server]`: `vigil serve`.
     pub server: Server,
+    /// `[trust]`: trusted plugin signers and where signatures are required.
     pub trust: Trust,
+    /// `[handles]`: the identity-handle key.
     pub handles: Handles,
+    /// `[engine]`: how plugins are compiled and instantiated.
     pub engine: EngineConfig,
+    /// `[guardrail]`: the LiteLLM guardrail endpoint.
     pub guardrail: Guardrail,
+    /// `[ceilings]`: limits no plugin may exceed.
     pub ceilings: Ceilings,
+    /// `[plugin_files]`: how plugin files are read.
     pub plugin_files: PluginFiles,
 }
 
@@ -29,15 +41,23 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Ceilings {
+    /// Highest `time_per_batch_ms` allowed, in ms.
     pub time_per_batch_ms: u64,
+    /// Highest `memory_mb` allowed, in MiB.
     pub memory_mb: u64,
+    /// Highest `log_lines_per_batch` allowed.
     pub log_lines_per_batch: u32,
+    /// Highest `log_bytes_per_batch` allowed, in bytes.
     pub log_bytes_per_batch: u32,
+    /// Highest `max_labels` allowed.
     pub max_labels: u32,
+    /// Highest `max_label_bytes` allowed, in bytes.
     pub max_label_bytes: u32,
+    /// Highest `max_reason_bytes` allowed, in bytes.
     pub max_reason_bytes: u32,
-    /// Host state entries and bytes one plugin may ask for.
+    /// Host state entries one plugin may ask for.
     pub state_entries: usize,
+    /// Host state bytes one plugin may ask for.
     pub state_bytes: usize,
 }
 
@@ -110,10 +130,13 @@ pub struct Guardrail {
     pub max_pending: usize,
 }
 
+/// The guardrail's answer when vigil cannot decide.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum FailMode {
+    /// Let the call through.
     Open,
+    /// Block the call.
     Closed,
 }
 
@@ -133,7 +156,7 @@ impl Default for Guardrail {
     }
 }
 
-pub const ACCOUNT_SOURCES: &[&str] = &["end_user_id", "user_id", "key_hash", "team_id", "org_id"];
+pub(crate) const ACCOUNT_SOURCES: &[&str] = &["end_user_id", "user_id", "key_hash", "team_id", "org_id"];
 
 /// How plugins are compiled and instantiated.
 #[derive(Debug, Clone, Deserialize)]
@@ -169,14 +192,17 @@ impl EngineConfig {
     }
 }
 
+/// `[scoring]`: how records are batched and verdicts decided.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Scoring {
+    /// Records per batch (1 to 65,536).
     pub batch_size: usize,
     /// A verdict is `flag` from this score.
     pub flag_threshold: f64,
     /// A verdict is `block` from this score.
     pub block_threshold: f64,
+    /// `vigil score`: what a bad input line does (`--on-bad-input` overrides it).
     pub on_bad_input: BadInputPolicy,
     /// `vigil score`: batches being scored at once. More than one keeps
     /// every core busy while the slowest plugin finishes a batch; each
@@ -196,6 +222,7 @@ impl Default for Scoring {
     }
 }
 
+/// What a bad request record does to the rest of the input.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum BadInputPolicy {
@@ -216,6 +243,7 @@ impl std::str::FromStr for BadInputPolicy {
     }
 }
 
+/// `[input]`: bounds on request records, and what admits one to scoring.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Input {
@@ -254,21 +282,32 @@ impl Default for Input {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
+    /// Time a plugin may take on one batch, in ms.
     pub time_per_batch_ms: u64,
+    /// A plugin instance's memory limit, in MiB.
     pub memory_mb: u64,
+    /// Lines a plugin may log per batch (host `log`, stdout and stderr);
+    /// the rest are dropped.
     pub log_lines_per_batch: u32,
+    /// Bytes a plugin may log per batch.
     pub log_bytes_per_batch: u32,
+    /// Most labels on one signal; more is invalid output.
     pub max_labels: u32,
+    /// Longest label, in bytes.
     pub max_label_bytes: u32,
+    /// Longest reason, in bytes.
     pub max_reason_bytes: u32,
-    /// Wasm tables, table elements and instances per plugin store.
+    /// Wasm tables per plugin store.
     pub max_tables: u32,
+    /// Elements in one wasm table.
     pub max_table_elements: u32,
+    /// Wasm instances per plugin store.
     pub max_instances: u32,
     /// Consecutive failed batches before a plugin is quarantined.
     pub quarantine_after: u32,
     /// First quarantine; doubles on each failed retry, up to the maximum.
     pub quarantine_backoff_ms: u64,
+    /// Longest quarantine, in ms.
     pub quarantine_max_backoff_ms: u64,
 }
 
@@ -315,8 +354,13 @@ impl Default for Limits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateBounds {
+    /// Entries a plugin's namespace may hold unless its manifest sets
+    /// `state_entries`; the least recently used are evicted first.
     pub max_entries_per_plugin: usize,
+    /// Bytes a plugin's namespace may hold (values plus a fixed overhead per
+    /// entry) unless its manifest sets `state_bytes`.
     pub max_bytes_per_plugin: usize,
+    /// Largest value a plugin may store, in bytes; a larger one is refused.
     pub max_value_bytes: usize,
     /// `vigil serve` snapshots host state this often (and on SIGTERM).
     pub snapshot_interval_s: u64,
@@ -337,15 +381,18 @@ impl Default for StateBounds {
     }
 }
 
+/// `[server]`: the HTTP service, `vigil serve`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
+    /// Address to listen on (`HOST:PORT`).
     pub listen: String,
     /// Bearer token for the admin endpoints (audit name "config");
     /// `VIGIL_ADMIN_TOKEN` adds one named "env".
     pub admin_token: Option<String>,
     /// More admin tokens by name, for the audit log: `oncall = "..."`.
     pub admin_tokens: std::collections::BTreeMap<String, String>,
+    /// Largest request body, in bytes.
     pub max_body_bytes: usize,
     /// `POST /v1/score`: reject a body with a bad record (400), or skip the
     /// bad records and report them in `errors`.
@@ -402,6 +449,7 @@ impl Default for Server {
     }
 }
 
+/// `[trust]`: which plugin signers are trusted, and where a signature is required.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Trust {
@@ -413,6 +461,7 @@ pub struct Trust {
     pub require_signatures_in: Vec<PathBuf>,
 }
 
+/// `[handles]`: the key of the identity-handle hash.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Handles {
@@ -454,12 +503,16 @@ impl Config {
         fix(&mut self.guardrail.exchange_log);
     }
 
+    /// Parses and validates a config file's text; unlike `load`, leaves
+    /// relative paths as they are.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let c: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         c.validate()?;
         Ok(c)
     }
 
+    /// Checks values against their allowed ranges, and the limits against
+    /// the ceilings.
     pub fn validate(&self) -> Result<(), Error> {
         let s = &self.scoring;
         let bad = |m: String| Err(Error::Config(m));

@@ -5,21 +5,32 @@ use std::fmt;
 
 use serde::Serialize;
 
+/// The runtime's error: bad configuration, a plugin failure, bad input or I/O.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The configuration (or a file it names) is invalid or unreadable.
     #[error("config: {0}")]
     Config(String),
+    /// A plugin failed.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// A request record was refused.
     #[error(transparent)]
     BadInput(#[from] BadInput),
     // The cause is part of the message and deliberately not a `source`,
     // so `{:#}` does not print it twice.
+    /// An I/O error, with what was being done.
     #[error("{context}: {cause}")]
-    Io { context: String, cause: std::io::Error },
+    Io {
+        /// What was being done (`reading input`, a file's path).
+        context: String,
+        /// The I/O error itself.
+        cause: std::io::Error,
+    },
 }
 
 impl Error {
+    /// An [`Error::Io`]: `cause`, met while doing `context`.
     pub fn io(context: impl Into<String>, cause: std::io::Error) -> Self {
         Error::Io { context: context.into(), cause }
     }
@@ -66,6 +77,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The kind's name, as serialized (`invalid-output`).
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Load => "load",
@@ -88,11 +100,15 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+/// A plugin's failure: which plugin, what kind, and what happened.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("plugin {plugin}: {kind}: {message}")]
 pub struct PluginError {
+    /// The plugin's name.
     pub plugin: String,
+    /// What kind of failure.
     pub kind: ErrorKind,
+    /// What happened, for a person to read.
     pub message: String,
     /// The same files may load later: the failure came from the moment
     /// (a full instance pool, a timeout under load), not from the files.
@@ -100,6 +116,7 @@ pub struct PluginError {
 }
 
 impl PluginError {
+    /// A failure of `plugin`; transient if it is a timeout.
     pub fn new(plugin: impl Into<String>, kind: ErrorKind, message: impl Into<String>) -> Self {
         Self { plugin: plugin.into(), kind, message: message.into(), transient: kind == ErrorKind::Timeout }
     }
@@ -119,5 +136,6 @@ pub struct BadInput {
     pub line: u64,
     /// The field at fault, when one is.
     pub field: Option<String>,
+    /// What is wrong.
     pub message: String,
 }

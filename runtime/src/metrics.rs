@@ -43,6 +43,8 @@ pub struct PluginGauge {
     pub quarantined: bool,
 }
 
+/// The process's counters and histograms, by name and labels. `render`
+/// shows only the names it has help text for (`HELP`).
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
@@ -66,9 +68,11 @@ const HELP: &[(&str, &str, &str)] = &[
     ),
     ("vigil_guardrail_seconds", "histogram", "Time from a guardrail call's arrival to its answer."),
     ("vigil_admin_actions_total", "counter", "Admin API actions by action."),
+    ("vigil_http_connections_refused_total", "counter", "Connections closed at once: over server.max_connections."),
 ];
 
 impl Metrics {
+    /// No metrics recorded yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -77,10 +81,12 @@ impl Metrics {
         lock(&self.inner)
     }
 
+    /// Adds `v` to a counter.
     pub fn add(&self, name: &'static str, labels: Labels, v: f64) {
         *self.lock().counters.entry((name, labels)).or_default() += v;
     }
 
+    /// Records a duration in a histogram (buckets from 0.5 ms to 5 s).
     pub fn observe(&self, name: &'static str, labels: Labels, d: Duration) {
         let secs = d.as_secs_f64();
         let mut inner = self.lock();

@@ -56,10 +56,13 @@ pub struct Namespace {
 }
 
 impl Namespace {
+    /// An empty namespace within `bounds`, the host's bounds that
+    /// `set_bounds` falls back to.
     pub fn new(bounds: StateBounds) -> Self {
         Self { entries: LruCache::unbounded(), bytes: 0, defaults: bounds.clone(), bounds, evictions: 0, refused: 0 }
     }
 
+    /// Entries held: values and counters.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -78,10 +81,12 @@ impl Namespace {
         (self.bounds.max_entries_per_plugin, self.bounds.max_bytes_per_plugin)
     }
 
+    /// Whether no entry is held.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// Approximate bytes held, as counted against the byte bound.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -94,6 +99,8 @@ impl Namespace {
         })
     }
 
+    /// The value under `key`, unless it expired by event time `now_ms`
+    /// (an expired one is removed).
     pub fn get(&mut self, key: u64, now_ms: i64) -> Option<Vec<u8>> {
         let k = Key::Value(key);
         match self.entries.get(&k)? {
@@ -116,10 +123,13 @@ impl Namespace {
         true
     }
 
+    /// Removes the value under `key`, if any.
     pub fn remove(&mut self, key: u64) {
         self.remove_key(&Key::Value(key));
     }
 
+    /// Adds `delta` to the sliding-window counter `(key, window_ms)` at event
+    /// time `now_ms`; returns its total over the window.
     pub fn counter_add(&mut self, key: u64, now_ms: i64, window_ms: u32, delta: u32) -> u64 {
         let k = Key::Counter(key, window_ms);
         if let Some(Entry::Counter(c)) = self.entries.get_mut(&k) {
@@ -256,6 +266,7 @@ pub struct StateStore {
 }
 
 impl StateStore {
+    /// No namespaces yet; each new one gets `bounds`.
     pub fn new(bounds: StateBounds) -> Self {
         Self { inner: Arc::default(), retired: Arc::default(), bounds }
     }

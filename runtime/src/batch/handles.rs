@@ -13,19 +13,28 @@ use crate::input::record::Record;
 /// Identity fields, in the order of the WIT `field` enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IdField {
+    /// The record's `account`.
     Account,
+    /// The record's `org`.
     Org,
+    /// The record's `api_key`.
     ApiKey,
+    /// The record's `ip`.
     Ip,
+    /// The network of `ip`: /24 for IPv4, /48 for IPv6.
     IpPrefix,
+    /// The record's `user_agent`.
     UserAgent,
+    /// The record's `model`.
     Model,
+    /// The record's `payment_fingerprint`.
     PaymentFingerprint,
+    /// The record's `conversation_id`.
     Conversation,
 }
 
 impl IdField {
-    pub const ALL: [IdField; 9] = [
+    pub(crate) const ALL: [IdField; 9] = [
         IdField::Account,
         IdField::Org,
         IdField::ApiKey,
@@ -38,6 +47,7 @@ impl IdField {
     ];
 }
 
+/// Turns identity text into handles, under the deployment's handle key.
 #[derive(Clone)]
 pub struct Hasher64 {
     key: [u8; 16],
@@ -46,19 +56,28 @@ pub struct Hasher64 {
 /// The handles of one record; 0 where the field is absent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Handles {
+    /// Handle of `account`.
     pub account: u64,
+    /// Handle of `org`.
     pub org: u64,
+    /// Handle of `api_key`.
     pub api_key: u64,
+    /// Handle of `ip`.
     pub ip: u64,
+    /// Handle of the /24 or /48 network of `ip`.
     pub ip_prefix: u64,
+    /// Handle of `user_agent`.
     pub user_agent: u64,
+    /// Handle of `model`.
     pub model: u64,
+    /// Handle of `payment_fingerprint`.
     pub payment_fingerprint: u64,
+    /// Handle of `conversation_id`.
     pub conversation: u64,
 }
 
 impl Handles {
-    pub fn get(&self, f: IdField) -> u64 {
+    pub(crate) fn get(&self, f: IdField) -> u64 {
         match f {
             IdField::Account => self.account,
             IdField::Org => self.org,
@@ -74,11 +93,12 @@ impl Handles {
 }
 
 impl Hasher64 {
+    /// A hasher under `key` (`Config::handle_key`).
     pub fn new(key: [u8; 16]) -> Self {
         Self { key }
     }
 
-    pub fn handle(&self, field: IdField, text: &str) -> u64 {
+    pub(crate) fn handle(&self, field: IdField, text: &str) -> u64 {
         let mut h = SipHasher13::new_with_key(&self.key);
         h.write_u8(field as u8);
         h.write(text.as_bytes());
@@ -92,7 +112,7 @@ impl Hasher64 {
         text.map_or(0, |t| self.handle(field, t))
     }
 
-    pub fn handles(&self, r: &Record) -> Handles {
+    pub(crate) fn handles(&self, r: &Record) -> Handles {
         let prefix = r.ip.as_deref().and_then(ip_prefix);
         Handles {
             account: self.handle(IdField::Account, &r.account),

@@ -26,12 +26,16 @@ const MAC_LEN: usize = 32;
 /// What happened on a lookup (for tests, logs and the benchmark).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
+    /// A good entry was loaded; nothing was compiled.
     Hit,
+    /// No entry: compiled, and an entry written if possible.
     Miss,
     /// An entry was there but failed the check; it was compiled again.
     Rejected,
 }
 
+/// A directory of compiled plugins, each entry authenticated with the
+/// directory's key.
 pub struct CompileCache {
     dir: PathBuf,
     key: [u8; 32],
@@ -56,10 +60,6 @@ impl CompileCache {
         engine.precompile_compatibility_hash().hash(&mut h);
         let engine_id = format!("{:016x}", h.finish());
         Ok(Self { dir: dir.to_path_buf(), key, engine_id })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// The entry's file for a wasm with this sha256 (hex).

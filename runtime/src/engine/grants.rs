@@ -51,6 +51,8 @@ pub struct Resolver {
 }
 
 impl Resolver {
+    /// The text behind `handle` in `batch`, if `f` is granted and the handle
+    /// came in that batch.
     pub fn resolve(&mut self, batch: &Batch, grants: &Grants, f: IdField, handle: u64) -> Option<String> {
         if handle == 0 || !grants.id_field(f) {
             return None;

@@ -4,6 +4,8 @@
 //! worker thread per loaded plugin version ([`worker`]); compiled plugins
 //! cached on disk ([`compile_cache`]); plugin stdout/stderr ([`output`]).
 
+// Generated from wit/detector.wit by `bindgen!`: documented there, not here.
+#[allow(missing_docs)]
 pub mod bindings;
 pub mod compile_cache;
 pub mod grants;
@@ -30,7 +32,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// The process-wide engine and linker. Cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
+    /// The wasmtime engine every plugin is compiled and run with.
     pub engine: Engine,
+    /// WASI and the host interface: what every plugin is linked against.
     pub linker: Arc<Linker<StoreData>>,
     /// Compiled plugins on disk, if configured.
     pub cache: Option<Arc<CompileCache>>,
@@ -90,7 +94,8 @@ impl Runtime {
         self.link(&component)
     }
 
-    pub fn link(&self, component: &Component) -> Result<DetectorPre<StoreData>, String> {
+    /// Links a compiled component, checking it is of the detector world.
+    pub(crate) fn link(&self, component: &Component) -> Result<DetectorPre<StoreData>, String> {
         let pre = self
             .linker
             .instantiate_pre(component)
@@ -157,6 +162,6 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     LOCAL_RT.with(|rt| rt.block_on(f))
 }
 
-pub fn first_line(s: &str) -> &str {
+pub(crate) fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }

@@ -18,8 +18,11 @@ use crate::util::lock;
 /// Per-batch bounds on what a plugin may log (host `log` and stdout/stderr).
 #[derive(Debug, Default)]
 pub struct LogBudget {
+    /// Lines the plugin may still log in this batch.
     pub lines_left: u32,
+    /// Bytes the plugin may still log in this batch.
     pub bytes_left: u32,
+    /// Lines dropped for being over budget, over the store's life.
     pub dropped: u64,
 }
 
@@ -39,7 +42,7 @@ impl LogBudget {
 const MAX_LINE: usize = 1024;
 
 #[derive(Clone)]
-pub struct PluginOutput {
+pub(crate) struct PluginOutput {
     plugin: Arc<str>,
     stream: &'static str,
     budget: Arc<Mutex<LogBudget>>,

@@ -20,11 +20,11 @@ use crate::util::lock;
 
 /// Resource limits for one store, remembering whether memory ran out.
 pub struct Limiter {
-    pub memory_bytes: usize,
-    pub tables: usize,
-    pub table_elements: usize,
-    pub instances: usize,
-    pub hit: bool,
+    pub(crate) memory_bytes: usize,
+    pub(crate) tables: usize,
+    pub(crate) table_elements: usize,
+    pub(crate) instances: usize,
+    pub(crate) hit: bool,
 }
 
 impl ResourceLimiter for Limiter {
@@ -54,17 +54,17 @@ impl ResourceLimiter for Limiter {
 pub struct StoreData {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub limiter: Limiter,
-    pub plugin: Arc<str>,
+    pub(crate) limiter: Limiter,
+    pub(crate) plugin: Arc<str>,
     grants: Arc<Grants>,
     state: Arc<Mutex<Namespace>>,
-    pub log: Arc<Mutex<LogBudget>>,
+    pub(crate) log: Arc<Mutex<LogBudget>>,
     batch: Option<Arc<Batch>>,
     resolver: Resolver,
 }
 
 impl StoreData {
-    pub fn new(
+    pub(crate) fn new(
         plugin: Arc<str>,
         grants: Arc<Grants>,
         state: Arc<Mutex<Namespace>>,

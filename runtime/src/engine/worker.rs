@@ -26,12 +26,17 @@ use crate::util::{lock, sha256_hex};
 pub struct PluginVersion {
     /// The file name `NAME`, assigned by the host.
     pub name: Arc<str>,
+    /// The version its manifest gives.
     pub version: Arc<str>,
     /// First 16 hex digits of sha256(wasm sha256 || manifest sha256).
     pub digest: Arc<str>,
+    /// sha256 (hex) of its `.wasm`.
     pub wasm_sha256: String,
+    /// sha256 (hex) of its manifest.
     pub manifest_sha256: String,
+    /// Its manifest, checked and resolved against the host's limits.
     pub manifest: PluginManifest,
+    /// What the plugin's `info()` said about itself.
     pub info: Info,
     grants: Arc<Grants>,
     pre: DetectorPre<StoreData>,
@@ -45,7 +50,9 @@ struct Instance {
 
 /// A plugin's verdict on a batch, and how long it took.
 pub struct Outcome {
+    /// One signal per request, in order, or why there are none.
     pub result: Result<Vec<Signal>, PluginError>,
+    /// Time the worker spent on the batch (zero if it did not run it).
     pub elapsed: Duration,
 }
 
@@ -259,14 +266,19 @@ struct Job {
 /// backoff that doubles on each failed retry; one good batch ends it.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
+    /// Failed batches in a row.
     pub consecutive_failures: u32,
+    /// When the current (or last) quarantine ends; cleared by a good batch.
     pub quarantined_until: Option<Instant>,
+    /// The last quarantine's length; zero after a good batch.
     pub backoff: Duration,
+    /// Times quarantined since the worker started.
     pub quarantines: u64,
 }
 
 impl Health {
-    pub fn quarantined(&self) -> bool {
+    /// Whether it is in quarantine now.
+    pub(crate) fn quarantined(&self) -> bool {
         self.quarantined_until.is_some_and(|t| Instant::now() < t)
     }
 }
@@ -274,13 +286,17 @@ impl Health {
 /// A plugin version's worker thread. Dropping it stops the thread once the
 /// batches already queued are done.
 pub struct Worker {
+    /// The version it runs.
     pub plugin: Arc<PluginVersion>,
+    /// Its failures and quarantine, shared with its thread.
     pub health: Arc<Mutex<Health>>,
     tx: SyncSender<Job>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Worker {
+    /// Starts the thread, with `seed` as its first instance and `state` as
+    /// the plugin's host state.
     pub fn spawn(plugin: Arc<PluginVersion>, seed: InstanceSeed, state: Arc<Mutex<Namespace>>) -> Self {
         let (tx, rx) = mpsc::sync_channel::<Job>(2);
         let p = plugin.clone();

@@ -19,6 +19,7 @@ use crate::input::record::Record;
 /// of one HTTP request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// A line number in a stream (1-based).
     Line(u64),
     /// (request number, 0-based index in its body)
     Record(u64, u64),
@@ -46,6 +47,7 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// Nothing seen yet; "now" is the wall clock.
     pub fn new(input: &Input) -> Self {
         Self::with_clock(input, wall_ms)
     }

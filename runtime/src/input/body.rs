@@ -17,6 +17,7 @@ use crate::input::record::Record;
 /// Bounds on one body.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimits {
+    /// Records in one body; past it the body is refused.
     pub max_records: usize,
     /// Bad records tolerated (reported) before the body is refused.
     pub max_errors: usize,
@@ -27,12 +28,16 @@ pub struct BodyLimits {
 /// Why a body was refused as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
+    /// No records: nothing but whitespace, or an empty array.
     #[error("empty body: send a JSON array or NDJSON of request records")]
     Empty,
+    /// Starts with `[` but is not a valid JSON array (the parser's message).
     #[error("body is not a JSON array of records: {0}")]
     NotAnArray(String),
+    /// More records than `max_records` (the limit).
     #[error("more than {0} records in one body: split it")]
     TooManyRecords(usize),
+    /// More bad records than `max_errors` (the limit).
     #[error("more than {0} bad records in one body: nothing was scored")]
     TooManyErrors(usize),
 }

@@ -16,11 +16,15 @@ pub struct LineReader<R> {
 
 /// One line from a `LineReader`.
 pub enum Line {
+    /// A line, by number (1-based); its text is in the buffer.
     Text(u64),
+    /// A line over the limit: its number and length in bytes. The buffer
+    /// is left empty.
     TooLong(u64, usize),
 }
 
 impl<R: BufRead> LineReader<R> {
+    /// Reads `inner` in lines of at most `max` bytes.
     pub fn new(inner: R, max: usize) -> Self {
         Self { inner, max, line_no: 0 }
     }

@@ -14,39 +14,59 @@ use crate::error::BadInput;
 /// a SPEC input line with the fields that are set.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct Record {
+    /// The request's id, unique in the stream.
     pub id: String,
+    /// When the request was made (event time), Unix milliseconds.
     pub ts_ms: i64,
+    /// The account that made the request.
     pub account: String,
+    /// The account's organisation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org: Option<String>,
+    /// The API key the request used (or an identifier of it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
+    /// The client's IP address, IPv4 or IPv6.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
+    /// The autonomous system the IP belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asn: Option<u32>,
+    /// The client's user agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+    /// The model asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The prompt text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// The system prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_prompt: Option<String>,
+    /// Tokens in the prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens: Option<u32>,
+    /// Tokens in the completion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens: Option<u32>,
+    /// The request's cap on completion tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// When the account was created, Unix milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_created_ms: Option<i64>,
+    /// Identifies the account's payment method (a card, say).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_fingerprint: Option<String>,
+    /// The conversation the request is part of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
+    /// The request's turn in its conversation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turn: Option<u32>,
+    /// Other attributes, by key (at most 64); a plugin sees only the keys
+    /// it is granted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attrs: Option<BTreeMap<String, String>>,
 }

@@ -11,8 +11,11 @@ use crate::util::sha256_hex;
 
 /// A plugin's files, read but not yet loaded.
 pub struct PluginFiles {
+    /// The plugin's name: the files' stem.
     pub name: String,
+    /// The bytes of `NAME.wasm`.
     pub wasm: Vec<u8>,
+    /// The text of `NAME.toml`.
     pub manifest: String,
     /// `NAME.sig`, if present.
     pub sig: Option<Vec<u8>>,
@@ -21,8 +24,11 @@ pub struct PluginFiles {
 /// Which files a plugin version was made from (sha256 hex of each).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {
+    /// sha256 of `NAME.wasm`.
     pub wasm: String,
+    /// sha256 of `NAME.toml`.
     pub manifest: String,
+    /// sha256 of `NAME.sig`, if present.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sig: Option<String>,
 }

@@ -6,20 +6,28 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Ceilings, Limits};
 use crate::error::{ErrorKind, PluginError};
 
+/// `NAME.toml` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// The plugin's version; must not be empty.
     pub version: String,
+    /// A line about the plugin, for people.
     #[serde(default)]
     pub description: String,
+    /// Whether its score counts (default: enforce).
     #[serde(default)]
     pub mode: Mode,
+    /// Its weight in the combined score, in [0, 1] (default 1).
     #[serde(default = "one")]
     pub weight: f64,
+    /// The request fields it may see (`GRANTABLE`); the rest arrive empty.
     #[serde(default)]
     pub grants: Vec<String>,
+    /// What a failed batch counts as.
     #[serde(default)]
     pub failure: Failure,
+    /// Its own limits, in place of the host's defaults.
     #[serde(default)]
     pub limits: LimitOverrides,
     /// Handed to the plugin's `init` as JSON.
@@ -31,6 +39,7 @@ fn one() -> f64 {
     1.0
 }
 
+/// Whether a plugin's signals count in the combined score.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -42,6 +51,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// `enforce` or `monitor`.
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Enforce => "enforce",
@@ -50,9 +60,11 @@ impl Mode {
     }
 }
 
+/// `[failure]`: what a plugin that failed on a batch counts as.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Failure {
+    /// `open` (the default) or `closed`.
     #[serde(default)]
     pub policy: FailurePolicy,
     /// The score a failed batch counts as under `policy = "closed"`.
@@ -66,6 +78,7 @@ impl Default for Failure {
     }
 }
 
+/// How a failed plugin counts in the combined score.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum FailurePolicy {
@@ -76,40 +89,67 @@ pub enum FailurePolicy {
     Closed,
 }
 
+/// `[limits]`: the host's defaults this plugin changes, within the
+/// operator's ceilings (the fields mean what they do in `config::Limits`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
+    /// Time it may take on one batch, in ms.
     pub time_per_batch_ms: Option<u64>,
+    /// Its memory limit, in MiB.
     pub memory_mb: Option<u64>,
+    /// Lines it may log per batch.
     pub log_lines_per_batch: Option<u32>,
+    /// Bytes it may log per batch.
     pub log_bytes_per_batch: Option<u32>,
+    /// Most labels on one of its signals.
     pub max_labels: Option<u32>,
+    /// Its longest label, in bytes.
     pub max_label_bytes: Option<u32>,
+    /// Its longest reason, in bytes.
     pub max_reason_bytes: Option<u32>,
-    /// Host state entries and bytes for this plugin (host defaults otherwise).
+    /// Host state entries for this plugin (host default otherwise).
     pub state_entries: Option<usize>,
+    /// Host state bytes for this plugin (host default otherwise).
     pub state_bytes: Option<usize>,
 }
 
 /// The request fields a plugin may see.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
+    /// May see `account`.
     pub account: bool,
+    /// May see `org`.
     pub org: bool,
+    /// May see `api_key`.
     pub api_key: bool,
+    /// May see `ip`, and so `ip_prefix`.
     pub ip: bool,
+    /// May see `ip_prefix`.
     pub ip_prefix: bool,
+    /// May see `asn`.
     pub asn: bool,
+    /// May see `user_agent`.
     pub user_agent: bool,
+    /// May see `model`.
     pub model: bool,
+    /// May see `payment_fingerprint`.
     pub payment_fingerprint: bool,
+    /// May see `conversation_id`.
     pub conversation_id: bool,
+    /// May see `turn`.
     pub turn: bool,
+    /// May see `prompt`.
     pub prompt: bool,
+    /// May see `system_prompt`.
     pub system_prompt: bool,
+    /// May see `prompt_tokens`.
     pub prompt_tokens: bool,
+    /// May see `completion_tokens`.
     pub completion_tokens: bool,
+    /// May see `max_tokens`.
     pub max_tokens: bool,
+    /// May see `account_created_ms`.
     pub account_created_ms: bool,
     /// Every attribute.
     pub all_attrs: bool,
@@ -117,6 +157,7 @@ pub struct Grants {
     pub attrs: Vec<String>,
 }
 
+/// What `grants` may name.
 pub const GRANTABLE: &[&str] = &[
     "account",
     "org",
@@ -140,6 +181,7 @@ pub const GRANTABLE: &[&str] = &[
 ];
 
 impl Grants {
+    /// The grants a manifest names; an unknown name is an error.
     pub fn parse(names: &[String]) -> Result<Self, String> {
         let mut g = Grants::default();
         for n in names {
@@ -193,6 +235,7 @@ impl Grants {
         }
     }
 
+    /// Whether attribute `key` is granted.
     pub fn attr(&self, key: &str) -> bool {
         self.all_attrs || self.attrs.iter().any(|k| k == key)
     }
@@ -202,14 +245,20 @@ impl Grants {
 /// the operator's ceilings.
 #[derive(Debug, Clone)]
 pub struct PluginManifest {
+    /// The manifest as written.
     pub raw: Manifest,
+    /// Its `grants`, parsed.
     pub grants: Grants,
+    /// The limits in force: the host's defaults with the manifest's
+    /// `[limits]` applied.
     pub limits: Limits,
     /// `[config]` as JSON for `init`.
     pub config_json: String,
 }
 
 impl PluginManifest {
+    /// Parses and checks `plugin`'s manifest against the host's default limits
+    /// and the operator's ceilings.
     pub fn parse(plugin: &str, text: &str, defaults: &Limits, ceilings: &Ceilings) -> Result<Self, PluginError> {
         let err = |m: String| PluginError::new(plugin, ErrorKind::Manifest, m);
         let raw: Manifest = toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_string()))?;

@@ -101,6 +101,7 @@ pub struct Trust {
 }
 
 impl Trust {
+    /// The policy `[trust]` sets, reading its key files (no built-in plugins).
     pub fn from_config(c: &config::Trust) -> Result<Self, Error> {
         let mut keys = Vec::new();
         for p in &c.keys {

@@ -1,3 +1,7 @@
+//! The live plugin set ([`Registry`]), swapped whole; loading a set
+//! ([`load`]) and the reconciler that keeps it in line with a plugin
+//! directory ([`reconcile`]).
+
 pub mod load;
 pub mod reconcile;
 use std::collections::BTreeMap;
@@ -16,8 +20,8 @@ use crate::util::{lock, now_ms};
 /// One plugin as the scoring path sees it: a running version and its mode.
 #[derive(Clone)]
 pub struct LivePlugin {
-    pub worker: Arc<Worker>,
-    pub mode: Mode,
+    pub(crate) worker: Arc<Worker>,
+    pub(crate) mode: Mode,
 }
 
 /// The live plugin set: immutable, swapped whole. A batch scores against
@@ -25,6 +29,7 @@ pub struct LivePlugin {
 /// version of each plugin.
 #[derive(Clone, Default)]
 pub struct Snapshot {
+    /// The live plugins, sorted by name.
     pub plugins: Vec<LivePlugin>,
 }
 
@@ -49,6 +54,7 @@ impl Snapshot {
     }
 }
 
+/// Whether a plugin is serving, as the admin API reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginState {
@@ -63,16 +69,27 @@ pub enum PluginState {
 /// What the admin API says about a plugin.
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginStatus {
+    /// The plugin's name.
     pub name: String,
+    /// The active version, as its manifest gives it.
     pub version: Option<String>,
+    /// sha256 of the active `.wasm`.
     pub sha256: Option<String>,
+    /// sha256 of the active manifest.
     pub manifest_sha256: Option<String>,
+    /// The active build's digest, as its signals carry it.
     pub digest: Option<String>,
+    /// The mode in force: the manifest's, or one set through the API.
     pub mode: Option<Mode>,
+    /// Serving, failed or quarantined.
     pub state: PluginState,
-    /// Unix milliseconds.
+    /// When the active version went live (or was rolled back to), Unix
+    /// milliseconds.
     pub loaded_at: Option<i64>,
+    /// Why the last attempt to load the plugin failed; cleared by a
+    /// successful load.
     pub last_error: Option<String>,
+    /// A previous version is kept to roll back to.
     pub rollback_available: bool,
 }
 
@@ -104,6 +121,7 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// No plugins.
     pub fn new() -> Self {
         Self {
             live: RwLock::new(Arc::default()),
@@ -130,6 +148,7 @@ impl Registry {
         r
     }
 
+    /// The live set now; it stays as it is while the caller holds it.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -208,6 +227,7 @@ impl Registry {
         self.slots().get(name).is_some_and(|s| s.last_error.is_some())
     }
 
+    /// The version of `name` now serving, if any.
     pub fn active(&self, name: &str) -> Option<Arc<Worker>> {
         self.slots().get(name).and_then(|s| s.active.clone())
     }
@@ -260,6 +280,7 @@ impl Registry {
         old
     }
 
+    /// Every plugin the registry knows of, serving or not, sorted.
     pub fn names(&self) -> Vec<String> {
         self.slots().keys().cloned().collect()
     }
@@ -290,6 +311,7 @@ impl Registry {
         Ok((old, w))
     }
 
+    /// Every plugin's status, sorted by name (what the admin API shows).
     pub fn status(&self) -> Vec<PluginStatus> {
         self.slots()
             .iter()

@@ -55,26 +55,39 @@ impl Outcome {
 pub struct ReloadEvent {
     /// What triggered it: start-up, files changed, rescan, retry, SIGHUP.
     pub cause: String,
+    /// The plugin's name.
     pub plugin: String,
+    /// What happened.
     pub outcome: Outcome,
+    /// On failures: the kind of error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<ErrorKind>,
+    /// On failures: the error message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Set on failures: whether it is tried again without its files changing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub will_retry: Option<bool>,
+    /// The wasm sha256 of the version this replaced or removed, if any.
     pub old_sha256: Option<String>,
+    /// On loads: the manifest sha256 of the version replaced, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub old_manifest_sha256: Option<String>,
+    /// The sha256 of the `.wasm` tried, or `unreadable` if the plugin's
+    /// files could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_sha256: Option<String>,
+    /// The sha256 of the manifest tried (of the error message, if the
+    /// files could not be read).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_manifest_sha256: Option<String>,
+    /// The sha256 of the `.sig` tried, if there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_sig_sha256: Option<String>,
+    /// On loads: the new version, as its manifest gives it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// On loads: the new build's digest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
     /// On failures: the wasm sha256 of the version still serving, if any.

@@ -10,48 +10,71 @@ use serde::Serialize;
 
 use crate::score::combine::{Decision, Verdict};
 
+/// What one detector said about a flagged account.
 #[derive(Debug, Clone, Serialize)]
 pub struct DetectorEvidence {
+    /// The account's flagged requests it gave a score above 0.
     pub flagged_requests: u64,
+    /// Its highest score on them.
     pub peak_score: f64,
     /// The reason given with the peak score.
     pub reason: String,
 }
 
+/// One flagged account.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountCase {
+    /// The account.
     pub account: String,
+    /// Event time of its earliest flagged request, Unix milliseconds.
     pub first_seen_ms: i64,
+    /// Event time of its latest request, Unix milliseconds.
     pub last_seen_ms: i64,
     /// Requests seen since the account was first flagged (and the flagged one).
     pub requests: u64,
+    /// Requests flagged or blocked.
     pub flagged_requests: u64,
+    /// Its highest combined score.
     pub peak_score: f64,
+    /// What each detector said, by plugin name.
     pub detectors: BTreeMap<String, DetectorEvidence>,
     /// Shared infrastructure and templates that tie it to others.
     pub clusters: BTreeSet<String>,
 }
 
+/// One cluster: flagged accounts tied by a label of the form `kind:id`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterCase {
+    /// The label (`card:...`, `prefix:...`, `template:...`).
     pub cluster: String,
+    /// The flagged accounts whose requests carried it.
     pub accounts: BTreeSet<String>,
+    /// Event time of the earliest flagged request carrying it, Unix milliseconds.
     pub first_seen_ms: i64,
+    /// Event time of the latest flagged request carrying it, Unix milliseconds.
     pub last_seen_ms: i64,
+    /// Times a detector gave it on a flagged request.
     pub flagged_requests: u64,
+    /// The highest score of a detector that gave it.
     pub peak_score: f64,
+    /// The detectors that gave it.
     pub detectors: BTreeSet<String>,
+    /// The reason given with the peak score.
     pub reason: String,
 }
 
+/// Every case, most serious first (`--cases`, `GET /v1/cases`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Cases {
+    /// Flagged accounts, highest peak score first.
     pub accounts: Vec<AccountCase>,
+    /// Clusters, most accounts first.
     pub clusters: Vec<ClusterCase>,
     /// Flagged accounts not tracked because the cap was reached.
     pub accounts_dropped: u64,
 }
 
+/// Rolls verdicts up into cases as they come.
 pub struct CaseBook {
     accounts: HashMap<String, AccountCase>,
     clusters: HashMap<String, ClusterCase>,
@@ -65,6 +88,7 @@ fn is_cluster(label: &str) -> bool {
 }
 
 impl CaseBook {
+    /// Tracks at most `max_accounts` flagged accounts.
     pub fn new(max_accounts: usize) -> Self {
         Self { accounts: HashMap::new(), clusters: HashMap::new(), max_accounts, dropped: 0 }
     }

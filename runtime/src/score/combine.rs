@@ -14,16 +14,20 @@ use crate::engine::worker::PluginVersion;
 use crate::error::{ErrorKind, PluginError};
 use crate::plugin::manifest::{FailurePolicy, Mode};
 
+/// What a verdict says to do with a request, by its combined score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
+    /// Below the flag threshold.
     Allow,
+    /// From the flag threshold, below the block threshold.
     Flag,
+    /// From the block threshold.
     Block,
 }
 
 impl Decision {
-    pub fn from_score(score: f64, s: &Scoring) -> Self {
+    pub(crate) fn from_score(score: f64, s: &Scoring) -> Self {
         if score >= s.block_threshold {
             Decision::Block
         } else if score >= s.flag_threshold {
@@ -33,7 +37,7 @@ impl Decision {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Decision::Allow => "allow",
             Decision::Flag => "flag",
@@ -42,43 +46,59 @@ impl Decision {
     }
 }
 
+/// The verdict on one request, as `vigil score` and `POST /v1/score` write it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
+    /// The request's id.
     pub id: String,
+    /// The request's account.
     pub account: String,
+    /// The weighted noisy-or of the enforce-mode signals, to 6 decimals.
     pub score: f64,
+    /// What `score` means under the thresholds.
     pub decision: Decision,
+    /// One per live plugin, monitor mode and failures included.
     pub signals: Vec<SignalOut>,
 }
 
+/// One plugin's signal on one request, as a verdict reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SignalOut {
+    /// The plugin's name.
     pub plugin: Arc<str>,
+    /// Its version, as its manifest gives it.
     pub version: Arc<str>,
     /// Which build of the plugin (wasm + manifest) this came from.
     pub digest: Arc<str>,
+    /// The plugin's mode when the batch was scored.
     pub mode: Mode,
     /// The plugin's score (or what a failure counts as), to 6 decimals.
     pub score: f64,
+    /// The plugin's labels (none on a failure).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
+    /// The plugin's reason (empty on a failure).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// Why the plugin failed on the batch, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<SignalError>,
 }
 
+/// A plugin's failure, as a signal reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SignalError {
+    /// What kind of failure.
     pub kind: ErrorKind,
+    /// What happened.
     pub message: String,
 }
 
 /// One plugin's result on a batch, with the version it came from.
 pub struct PluginResult<'a> {
-    pub plugin: &'a PluginVersion,
-    pub mode: Mode,
-    pub result: &'a Result<Vec<Signal>, PluginError>,
+    pub(crate) plugin: &'a PluginVersion,
+    pub(crate) mode: Mode,
+    pub(crate) result: &'a Result<Vec<Signal>, PluginError>,
 }
 
 // Six decimals are plenty for a score and keep f32 noise (0.19999999) out
@@ -93,7 +113,7 @@ pub fn noisy_or(parts: impl IntoIterator<Item = (f64, f64)>) -> f64 {
     (1.0 - keep).clamp(0.0, 1.0)
 }
 
-pub fn verdicts(batch: &Batch, results: &[PluginResult<'_>], scoring: &Scoring) -> Vec<Verdict> {
+pub(crate) fn verdicts(batch: &Batch, results: &[PluginResult<'_>], scoring: &Scoring) -> Vec<Verdict> {
     (0..batch.len())
         .map(|i| {
             let rec = &batch.records[i];

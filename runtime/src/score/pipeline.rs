@@ -25,19 +25,28 @@ use crate::util::lock;
 
 /// Scores batches with whatever plugin set is live when each batch starts.
 pub struct Scorer {
+    /// Where the live plugin set comes from.
     pub registry: Arc<Registry>,
+    /// Thresholds and batching.
     pub scoring: Scoring,
+    /// Computes each batch's identity handles.
     pub hasher: Hasher64,
+    /// Per-batch counters and timings go here.
     pub metrics: Arc<Metrics>,
 }
 
 /// Per-plugin totals over a run.
 #[derive(Debug, Clone, Default)]
 pub struct PluginStats {
+    /// The plugin's name.
     pub name: String,
+    /// Its version, as its manifest gives it.
     pub version: String,
+    /// Batches it was given.
     pub batches: u64,
+    /// Batches it failed on.
     pub errors: u64,
+    /// Time it spent on them, summed.
     pub busy: Duration,
 }
 
@@ -47,11 +56,13 @@ impl Scorer {
         Self::with_registry(Arc::new(Registry::fixed(plugins)), config, Arc::new(Metrics::new()))
     }
 
+    /// A scorer over whatever `registry` has live, counting into `metrics`.
     pub fn with_registry(registry: Arc<Registry>, config: &Config, metrics: Arc<Metrics>) -> Self {
         let key = config.handle_key().expect("validated config");
         Self { registry, scoring: config.scoring.clone(), hasher: Hasher64::new(key), metrics }
     }
 
+    /// A batch of `records`, with their handles under this scorer's key.
     pub fn batch(&self, records: Vec<Record>) -> Batch {
         Batch::new(records, &self.hasher)
     }
@@ -62,7 +73,7 @@ impl Scorer {
         self.score_with(self.registry.snapshot(), batch)
     }
 
-    pub fn score_with(&self, snap: Arc<Snapshot>, batch: Batch) -> (Vec<Verdict>, Vec<Outcome>) {
+    pub(crate) fn score_with(&self, snap: Arc<Snapshot>, batch: Batch) -> (Vec<Verdict>, Vec<Outcome>) {
         self.finish(self.submit(snap, batch))
     }
 
@@ -118,33 +129,46 @@ impl Scorer {
 
 /// A batch the workers are scoring: its answers arrive on `replies`.
 pub struct InFlight {
-    pub snap: Arc<Snapshot>,
-    pub batch: Arc<Batch>,
+    pub(crate) snap: Arc<Snapshot>,
+    pub(crate) batch: Arc<Batch>,
     replies: mpsc::Receiver<(usize, Outcome)>,
 }
 
 /// What a stream run did.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
+    /// Requests scored.
     pub requests: u64,
+    /// Lines refused as bad input.
     pub bad_lines: u64,
+    /// Empty or whitespace-only lines, skipped.
     pub blank_lines: u64,
+    /// Verdicts of `allow`.
     pub allow: u64,
+    /// Verdicts of `flag`.
     pub flag: u64,
+    /// Verdicts of `block`.
     pub block: u64,
+    /// Wall-clock time of the whole run.
     pub elapsed: Duration,
+    /// Totals for each plugin version that was live during the run.
     pub plugins: Vec<PluginStats>,
 }
 
 impl Summary {
+    /// Requests scored per second of the run.
     pub fn requests_per_sec(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
 
+/// How `score_stream` reads and scores its input.
 pub struct StreamOptions {
+    /// Records per batch.
     pub batch_size: usize,
+    /// What a bad line does: skip it, or stop the run.
     pub on_bad_input: BadInputPolicy,
+    /// Bounds on lines and records, and their admission.
     pub input: Input,
     /// Roll flagged verdicts up into cases (`--cases FILE`).
     pub cases: Option<std::sync::Arc<std::sync::Mutex<crate::score::cases::CaseBook>>>,
