@@ -48,7 +48,7 @@ impl Gen {
             text.push_str(WORDS[rng.gen_range(0..WORDS.len())]);
         }
         text.truncate(PROMPT_BYTES);
-        if i % 50 == 0 {
+        if i.is_multiple_of(50) {
             text.truncate(PROMPT_BYTES - COT.len());
             text.insert_str(0, COT);
         }

@@ -475,7 +475,7 @@ pub fn minhash<const K: usize>(features: impl IntoIterator<Item = u64>) -> [u64;
     let mut mins = [u64::MAX; K];
     for f in features {
         let h = mix(f ^ 0x9e37_79b9_7f4a_7c15);
-        let bin = ((h >> 32) * K as u64 >> 32) as usize;
+        let bin = (((h >> 32) * K as u64) >> 32) as usize;
         // The low bits decide the minimum; the high ones chose the bin.
         let v = h & 0xffff_ffff;
         if v < mins[bin] {

@@ -157,7 +157,7 @@ fn simulate(s: &Scenario, out: &str, truth_path: &PathBuf) -> anyhow::Result<()>
             return Err(e.into());
         }
         n += 1;
-        if tty && n % 500_000 == 0 {
+        if tty && n.is_multiple_of(500_000) {
             eprint!("\r{n} requests simulated");
         }
     }

@@ -126,7 +126,7 @@ impl Trust {
         self.require_all
             || dir.is_some_and(|d| {
                 let d = d.canonicalize().unwrap_or_else(|_| d.to_path_buf());
-                self.require_in.iter().any(|r| *r == d)
+                self.require_in.contains(&d)
             })
     }
 

@@ -248,7 +248,7 @@ where
             let (verdicts, outcomes) = scorer.finish(f);
             tally(summary, &snap, &verdicts, &outcomes);
             if let Some(book) = &opts.cases {
-                let mut book = lock(&book);
+                let mut book = lock(book);
                 for (v, ts) in verdicts.iter().zip(&times) {
                     book.observe(v, *ts);
                 }
