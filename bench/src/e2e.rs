@@ -18,6 +18,8 @@ use crate::stats::{median, percentile, timed, us};
 /// Where the inputs, outputs and the compiled-plugin cache live.
 pub struct Env {
     pub vigil: PathBuf,
+    /// Another binary whose headline runs are interleaved with `vigil`'s.
+    pub baseline: Option<PathBuf>,
     pub dir: PathBuf,
     pub cache_dir: PathBuf,
 }
@@ -42,14 +44,25 @@ impl Env {
 
     /// `vigil score --input FILE --output FILE`, optionally under `taskset -c CPUS`.
     pub fn score(&self, input: &Path, batch_size: Option<usize>, cpus: Option<&str>) -> anyhow::Result<Run> {
+        self.score_with(&self.vigil, input, batch_size, cpus)
+    }
+
+    /// `score` with another binary.
+    pub fn score_with(
+        &self,
+        vigil: &Path,
+        input: &Path,
+        batch_size: Option<usize>,
+        cpus: Option<&str>,
+    ) -> anyhow::Result<Run> {
         let output = self.dir.join("verdicts.ndjson");
         let mut cmd = match cpus {
             Some(c) => {
                 let mut t = Command::new("taskset");
-                t.args(["-c", c]).arg(&self.vigil);
+                t.args(["-c", c]).arg(vigil);
                 t
             }
-            None => Command::new(&self.vigil),
+            None => Command::new(vigil),
         };
         cmd.arg("score").arg("--input").arg(input).arg("--output").arg(&output);
         if let Some(b) = batch_size {
@@ -57,7 +70,7 @@ impl Env {
         }
         cmd.env("VIGIL_CACHE_DIR", &self.cache_dir).env_remove("RUST_LOG");
         let (out, wall) = timed(|| cmd.output());
-        let out = out.map_err(|e| anyhow::anyhow!("running {}: {e}", self.vigil.display()))?;
+        let out = out.map_err(|e| anyhow::anyhow!("running {}: {e}", vigil.display()))?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         anyhow::ensure!(out.status.success(), "vigil score failed ({}):\n{stderr}", out.status);
         let _ = std::fs::remove_file(&output);
@@ -117,6 +130,9 @@ pub struct Headline {
     pub wall_s: f64,
     pub rps: f64,
     pub reported_rps: Option<f64>,
+    /// The baseline binary's runs, interleaved with these: (path, wall s,
+    /// requests/s, vigil's own requests/s).
+    pub baseline: Option<(String, f64, f64, Option<f64>)>,
 }
 
 pub struct SweepRow {
@@ -146,20 +162,46 @@ pub fn headline(env: &Env, s: &Sizes) -> anyhow::Result<Headline> {
     let input = env.input(s.records)?;
     progress!("vigil score: warming the compiled-plugin cache");
     env.score(&env.input(1000)?, None, None)?;
+    if let Some(b) = &env.baseline {
+        env.score_with(b, &env.input(1000)?, None, None)?;
+    }
     let (mut walls, mut reported) = (Vec::new(), Vec::new());
+    let (mut base_walls, mut base_reported) = (Vec::new(), Vec::new());
     for i in 0..s.runs {
-        let r = env.score(&input, None, None)?;
-        progress!("vigil score: run {}/{}: {:.2} s", i + 1, s.runs, r.wall.as_secs_f64());
-        walls.push(r.wall.as_secs_f64());
-        reported.push(r.reported_rps);
+        // With a baseline, which binary goes first alternates.
+        let mut sides: Vec<Option<&PathBuf>> = vec![None, env.baseline.as_ref()];
+        if i % 2 == 1 {
+            sides.reverse();
+        }
+        for side in sides.into_iter() {
+            match side {
+                None => {
+                    let r = env.score(&input, None, None)?;
+                    progress!("vigil score: run {}/{}: {:.2} s", i + 1, s.runs, r.wall.as_secs_f64());
+                    walls.push(r.wall.as_secs_f64());
+                    reported.push(r.reported_rps);
+                }
+                Some(b) => {
+                    let r = env.score_with(b, &input, None, None)?;
+                    progress!("baseline vigil score: run {}/{}: {:.2} s", i + 1, s.runs, r.wall.as_secs_f64());
+                    base_walls.push(r.wall.as_secs_f64());
+                    base_reported.push(r.reported_rps);
+                }
+            }
+        }
     }
     let wall_s = median(&walls);
+    let baseline = env.baseline.as_ref().map(|b| {
+        let w = median(&base_walls);
+        (b.display().to_string(), w, s.records as f64 / w, median_opt(&base_reported))
+    });
     Ok(Headline {
         records: s.records,
         runs: s.runs,
         wall_s,
         rps: s.records as f64 / wall_s,
         reported_rps: median_opt(&reported),
+        baseline,
     })
 }
 

@@ -27,24 +27,28 @@ use vigil_runtime::batch::handles::Hasher64;
 use vigil_runtime::config::EngineConfig;
 use vigil_runtime::engine::Runtime;
 
-const USAGE: &str = "usage: vigil-bench [--quick] [--out FILE] [--sections 1,2,3,4,5] [--vigil PATH]
+const USAGE: &str = "usage: vigil-bench [--quick] [--out FILE] [--sections 1,2,3,4,5] [--vigil PATH] [--baseline PATH]
 
   --quick      small smoke sizes (seconds), to check the benchmark works
   --out FILE   where to write the report (default BENCHMARKS.md)
   --sections   which sections to run (default all): 1 native vs plugin,
                2 typed WIT vs JSON, 3 instantiation, 4 end to end,
                5 gateway latency (LiteLLM guardrail endpoint)
-  --vigil PATH the vigil binary for section 4 (default: built with cargo)";
+  --vigil PATH the vigil binary for section 4 (default: built with cargo)
+  --baseline PATH another vigil binary (an older build, say) whose headline
+               run is interleaved with this one's in section 4";
 
 struct Args {
     quick: bool,
     out: PathBuf,
     sections: Vec<u8>,
     vigil: Option<PathBuf>,
+    baseline: Option<PathBuf>,
 }
 
 fn args() -> Result<Args, String> {
-    let mut a = Args { quick: false, out: "BENCHMARKS.md".into(), sections: vec![1, 2, 3, 4, 5], vigil: None };
+    let mut a =
+        Args { quick: false, out: "BENCHMARKS.md".into(), sections: vec![1, 2, 3, 4, 5], vigil: None, baseline: None };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -52,6 +56,7 @@ fn args() -> Result<Args, String> {
             "--quick" => a.quick = true,
             "--out" => a.out = value()?.into(),
             "--vigil" => a.vigil = Some(value()?.into()),
+            "--baseline" => a.baseline = Some(value()?.into()),
             "--sections" => {
                 a.sections = value()?
                     .split(',')
@@ -210,7 +215,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
         report.instantiate = Some(instantiate::run(&config, plugin, &dir, &plan.instantiate)?);
     }
     if let (true, Some(vigil)) = (on(4), &vigil) {
-        let env = e2e::Env { vigil: vigil.clone(), dir: tmp.path().to_path_buf(), cache_dir: cache_dir.clone() };
+        let env = e2e::Env {
+            vigil: vigil.clone(),
+            baseline: args.baseline.clone(),
+            dir: tmp.path().to_path_buf(),
+            cache_dir: cache_dir.clone(),
+        };
         report.headline = Some(e2e::headline(&env, &plan.e2e)?);
         report.sweep = Some(e2e::sweep(&env, &config, &plan.e2e)?);
         report.scaling = Some(e2e::scaling(&env, &plan.e2e)?);

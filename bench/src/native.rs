@@ -21,7 +21,7 @@ use vigil_runtime::input::record::Record;
 use vigil_runtime::plugin::files::PluginFiles;
 use vigil_runtime::plugin::manifest::{Grants, PluginManifest};
 use vigil_runtime::state::Namespace;
-use vigil_sdk::{CounterOp, Detector, Field, Host, Level, Request, Signal};
+use vigil_sdk::{CounterOp, Detector, Field, Host, Level, Request, SetOp, SetView, Signal};
 
 use crate::progress;
 use crate::stats::{median, timed};
@@ -114,6 +114,22 @@ impl Host for NativeHost<'_> {
     fn counter_add(&mut self, ops: &[CounterOp]) -> Vec<u64> {
         let mut ns = self.state();
         ops.iter().map(|op| ns.counter_add(op.key, op.now_ms, op.window_ms, op.delta)).collect()
+    }
+
+    fn sets_update(&mut self, ops: &[SetOp]) -> Vec<SetView> {
+        let mut ns = self.state();
+        ops.iter()
+            .map(|op| {
+                let shape = (op.bucket_ms, op.buckets);
+                let v = ns.set_update(op.key, op.member, op.tags, op.now_ms, shape, op.since_ms, op.members);
+                SetView {
+                    count: v.count,
+                    tagged: (v.tagged[0], v.tagged[1], v.tagged[2], v.tagged[3]),
+                    active_buckets: v.active_buckets,
+                    members: v.members.unwrap_or_default(),
+                }
+            })
+            .collect()
     }
 }
 

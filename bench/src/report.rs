@@ -240,6 +240,17 @@ impl Report {
             thousands(h.rps),
             h.reported_rps.map_or("-".into(), thousands)
         );
+        if let Some((path, wall, rps, own)) = &h.baseline {
+            let _ = writeln!(
+                s,
+                "| baseline `{path}` | {} | {wall:.2} s | {} | {} | |\n\nThis build / baseline, requests/s \
+                 (wall): **{:.3}**, runs interleaved with the first side alternating.",
+                h.runs,
+                thousands(*rps),
+                own.map_or("-".into(), thousands),
+                h.rps / rps
+            );
+        }
         if let Some(rows) = &self.sweep {
             s.push_str(
                 "\n### Batch size\n\n\

@@ -45,6 +45,12 @@ impl<T: Default> BatchState<T> {
         })
     }
 
+    /// The value under `key` if it is cached (after `prefetch`), to read
+    /// only.
+    pub fn cached(&self, key: u64) -> Option<&T> {
+        self.entries.get(&key).map(|e| &e.value)
+    }
+
     /// The value under `key`, to change: it will be written back.
     pub fn get(&mut self, host: &mut dyn Host, key: u64, now_ms: i64) -> &mut T {
         let e = self.entry(host, key, now_ms);

@@ -1,7 +1,7 @@
 use std::sync::Mutex;
 
 use crate::bindings::vigil::detector::host as imports;
-use crate::{CounterOp, Field, Level, Request, Signal, StateEntry};
+use crate::{CounterOp, Field, Level, Request, SetOp, SetView, Signal, StateEntry};
 
 /// A detection plugin: scores a batch of requests, one signal per request.
 ///
@@ -60,6 +60,9 @@ pub trait Host {
             self.set(e.key, &e.value, e.expires_at_ms);
         }
     }
+    /// Window sets (see `vigil_sdk::sets` and the WIT): each op's add, then
+    /// its read; one view per op.
+    fn sets_update(&mut self, ops: &[SetOp]) -> Vec<SetView>;
 }
 
 /// The real host, across the component boundary.
@@ -98,6 +101,12 @@ impl Host for WasmHost {
             return;
         }
         imports::state_set_many(&entries)
+    }
+    fn sets_update(&mut self, ops: &[SetOp]) -> Vec<SetView> {
+        if ops.is_empty() {
+            return Vec::new();
+        }
+        imports::sets_update(ops)
     }
 }
 

@@ -28,6 +28,7 @@
 //! ```
 
 pub mod hash;
+pub mod sets;
 pub mod sketch;
 pub mod text;
 pub mod window;
@@ -54,7 +55,7 @@ pub mod bindings {
 }
 
 #[cfg(feature = "guest")]
-pub use bindings::vigil::detector::types::{CounterOp, Field, Info, Level, Request, Signal, StateEntry};
+pub use bindings::vigil::detector::types::{CounterOp, Field, Info, Level, Request, SetOp, SetView, Signal, StateEntry};
 #[cfg(feature = "guest")]
 pub use detector::{Detector, Host, NoConfig, WasmHost, parse_config};
 #[cfg(feature = "guest")]

@@ -67,6 +67,18 @@ impl<const P: u32> HyperLogLog<P> {
         &self.regs
     }
 
+    /// Takes the union with `other` (the register-wise maximum): the sketch
+    /// of the union of both sets, whatever the order.
+    pub fn merge(&mut self, other: &Self) {
+        for (r, o) in self.regs.iter_mut().zip(&other.regs) {
+            if *o > *r {
+                self.sum += inv_pow2(*o) - inv_pow2(*r);
+                self.zeros -= u32::from(*r == 0);
+                *r = *o;
+            }
+        }
+    }
+
     /// From `as_bytes`; anything of the wrong length is an empty sketch.
     pub fn from_bytes(b: &[u8]) -> Self {
         if b.len() != Self::BYTES {
@@ -78,6 +90,83 @@ impl<const P: u32> HyperLogLog<P> {
         let sum = regs.iter().map(|&r| inv_pow2(r)).sum();
         let zeros = regs.iter().filter(|&&r| r == 0).count() as u32;
         Self { regs, sum, zeros }
+    }
+}
+
+/// Which keys an account used lately: two Bloom filters of `BYTES` bytes,
+/// one per epoch of `epoch_ms` (the current and the one before), so a key
+/// is remembered for one to two epochs. Three probes per key: with `BYTES`
+/// = 128 and 100 keys an epoch, about 1.6% false "seen".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recent<const BYTES: usize> {
+    epoch: i64,
+    cur: [u8; BYTES],
+    prev: [u8; BYTES],
+}
+
+impl<const BYTES: usize> Default for Recent<BYTES> {
+    fn default() -> Self {
+        Self { epoch: i64::MIN, cur: [0; BYTES], prev: [0; BYTES] }
+    }
+}
+
+impl<const BYTES: usize> Recent<BYTES> {
+    /// Encoded size.
+    pub const ENCODED: usize = 8 + 2 * BYTES;
+
+    fn bits(key: u64) -> [usize; 3] {
+        let h = mix(key ^ 0x5bd1_e995);
+        let n = (BYTES * 8) as u64;
+        [(h % n) as usize, ((h >> 21) % n) as usize, ((h >> 42) % n) as usize]
+    }
+
+    fn holds(f: &[u8; BYTES], key: u64) -> bool {
+        Self::bits(key).iter().all(|&b| f[b / 8] & (1 << (b % 8)) != 0)
+    }
+
+    /// Moves to the epoch of `now_ms` (older epochs are forgotten).
+    fn roll(&mut self, now_ms: i64, epoch_ms: i64) {
+        let e = now_ms.div_euclid(epoch_ms.max(1));
+        if e == self.epoch {
+            return;
+        }
+        // Time going backwards (a late record) keeps what there is.
+        if e < self.epoch {
+            return;
+        }
+        self.prev = if e == self.epoch.saturating_add(1) { self.cur } else { [0; BYTES] };
+        self.cur = [0; BYTES];
+        self.epoch = e;
+    }
+
+    /// Whether `key` was used in this epoch or the one before; then
+    /// remembers it.
+    pub fn seen_then_add(&mut self, key: u64, now_ms: i64, epoch_ms: i64) -> bool {
+        self.roll(now_ms, epoch_ms);
+        let seen = Self::holds(&self.cur, key) || Self::holds(&self.prev, key);
+        for b in Self::bits(key) {
+            self.cur[b / 8] |= 1 << (b % 8);
+        }
+        seen
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(Self::ENCODED);
+        v.extend_from_slice(&self.epoch.to_le_bytes());
+        v.extend_from_slice(&self.cur);
+        v.extend_from_slice(&self.prev);
+        v
+    }
+
+    /// From `encode`; anything else is empty.
+    pub fn decode(b: &[u8]) -> Self {
+        if b.len() != Self::ENCODED {
+            return Self::default();
+        }
+        let mut r = Self { epoch: i64::from_le_bytes(b[..8].try_into().expect("8 bytes")), ..Self::default() };
+        r.cur.copy_from_slice(&b[8..8 + BYTES]);
+        r.prev.copy_from_slice(&b[8 + BYTES..]);
+        r
     }
 }
 
@@ -513,5 +602,25 @@ mod minhash_tests {
         let c: Vec<u64> = (1000..1100).collect();
         let mc = minhash::<256>(c);
         assert!(ma.iter().zip(&mc).filter(|(x, y)| x == y).count() < 8);
+    }
+
+    #[test]
+    fn recent_remembers_one_to_two_epochs() {
+        let mut r = Recent::<128>::default();
+        const E: i64 = 1000;
+        assert!(!r.seen_then_add(7, 0, E));
+        assert!(r.seen_then_add(7, 10, E));
+        assert!(r.seen_then_add(7, E + 5, E), "the epoch before is remembered");
+        assert!(!r.seen_then_add(8, 2 * E, E));
+        assert!(!r.seen_then_add(7, 3 * E + 1, E), "older ones are forgotten");
+        assert_eq!(Recent::<128>::decode(&r.encode()), r);
+        assert_eq!(Recent::<128>::decode(&[1, 2]), Recent::default());
+        // 100 keys an epoch: few false "seen" among 1,000 fresh ones.
+        let mut r = Recent::<128>::default();
+        for k in 0..100 {
+            r.seen_then_add(k, 0, E);
+        }
+        let false_seen = (1000..2000).filter(|&k| r.clone().seen_then_add(k, 0, E)).count();
+        assert!(false_seen < 40, "{false_seen}");
     }
 }

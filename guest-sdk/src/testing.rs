@@ -3,13 +3,16 @@
 
 use std::collections::HashMap;
 
+use crate::sets::WindowSet;
 use crate::window::SlidingCounter;
-use crate::{CounterOp, Field, Host, Level, Request};
+use crate::{CounterOp, Field, Host, Level, Request, SetOp, SetView};
 
 #[derive(Default, Debug)]
 pub struct MemHost {
     kv: HashMap<u64, (Vec<u8>, Option<i64>)>,
     counters: HashMap<(u64, u32), SlidingCounter>,
+    /// The window sets, by key (what the host would merge).
+    pub sets: HashMap<u64, WindowSet>,
     names: HashMap<(u8, u64), String>,
     /// Every line logged, in order.
     pub logs: Vec<(Level, String)>,
@@ -28,9 +31,9 @@ impl MemHost {
         h
     }
 
-    /// Number of live key-value entries and counters.
+    /// Number of live key-value entries, counters and sets.
     pub fn entries(&self) -> usize {
-        self.kv.len() + self.counters.len()
+        self.kv.len() + self.counters.len() + self.sets.len()
     }
 }
 
@@ -54,6 +57,28 @@ impl Host for MemHost {
     fn remove(&mut self, key: u64) {
         self.kv.remove(&key);
     }
+    fn sets_update(&mut self, ops: &[SetOp]) -> Vec<SetView> {
+        ops.iter()
+            .map(|op| {
+                let shape = (op.bucket_ms.max(1), op.buckets.max(1));
+                let set = self.sets.entry(op.key).or_insert_with(|| WindowSet::new(shape.0, shape.1));
+                if set.shape() != shape {
+                    *set = WindowSet::new(shape.0, shape.1);
+                }
+                if op.member != 0 {
+                    set.add(op.member, op.tags, op.now_ms);
+                }
+                let v = set.view(op.since_ms, op.now_ms, op.members);
+                SetView {
+                    count: v.count,
+                    tagged: (v.tagged[0], v.tagged[1], v.tagged[2], v.tagged[3]),
+                    active_buckets: v.active_buckets,
+                    members: v.members.unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
     fn counter_add(&mut self, ops: &[CounterOp]) -> Vec<u64> {
         ops.iter()
             .map(|op| {

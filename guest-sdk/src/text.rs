@@ -134,6 +134,34 @@ impl Words {
     }
 }
 
+/// A fingerprint of a text and its number of words: the same for texts
+/// that differ only in case, spacing or punctuation (numbers count). One
+/// pass over the bytes, nothing allocated: cheap enough for every prompt.
+pub fn fingerprint(text: &str) -> (u64, usize) {
+    const FNV: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let (mut fp, mut words) = (FNV, 0usize);
+    let (mut h, mut in_word) = (FNV, false);
+    for &b in text.as_bytes() {
+        // Letters, digits and non-ASCII bytes (other scripts) make words.
+        if b.is_ascii_alphanumeric() || b >= 0x80 {
+            if !in_word {
+                (h, in_word) = (FNV, true);
+            }
+            h = (h ^ b.to_ascii_lowercase() as u64).wrapping_mul(PRIME);
+        } else if in_word && b != b'\'' {
+            fp = hash::mix(fp ^ h);
+            words += 1;
+            in_word = false;
+        }
+    }
+    if in_word {
+        fp = hash::mix(fp ^ h);
+        words += 1;
+    }
+    (fp | 1, words)
+}
+
 /// The hash `Words` gives a word; never 0 for a non-empty word.
 pub fn word_hash(word: &str) -> u64 {
     hash::tag(word) | 1
@@ -259,6 +287,22 @@ impl<T> PhraseSet<T> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::fingerprint;
+
+    #[test]
+    fn words_and_numbers_count_case_spacing_and_punctuation_do_not() {
+        let (a, n) = fingerprint("Explain entropy in biology, focusing on its history.");
+        assert_eq!(n, 8);
+        assert_eq!(fingerprint("explain   ENTROPY in biology focusing on its history!").0, a);
+        assert_ne!(fingerprint("Explain entropy in physics, focusing on its history.").0, a);
+        assert_ne!(fingerprint("A train leaves at 30 km/h").0, fingerprint("A train leaves at 31 km/h").0);
+        assert_eq!(fingerprint("").1, 0);
+        assert_eq!(fingerprint("don't stop").1, 2);
     }
 }
 

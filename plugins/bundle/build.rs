@@ -8,7 +8,7 @@ mod guest_build;
 use std::path::Path;
 
 const BUNDLED: &[&str] =
-    &["velocity", "reasoning-elicitation", "output-harvest", "lockstep", "shared-infra", "template-fleet"];
+    &["velocity", "reasoning-elicitation", "output-harvest", "lockstep", "shared-infra", "template-fleet", "fanout"];
 
 fn main() {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();

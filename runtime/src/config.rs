@@ -34,6 +34,67 @@ pub struct Config {
     pub ceilings: Ceilings,
     /// `[plugin_files]`: how plugin files are read.
     pub plugin_files: PluginFiles,
+    /// `[campaigns]`: campaign verdicts from accounts linked by shared evidence.
+    pub campaigns: Campaigns,
+}
+
+/// `[campaigns]`: accounts linked by the labels detectors give (see
+/// `score::campaigns`), and when a cluster of them is raised.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Campaigns {
+    /// Off: no links kept, no campaign signal.
+    pub enabled: bool,
+    /// The campaign signal is reported but not counted, like a plugin in
+    /// monitor mode.
+    pub monitor: bool,
+    /// Its weight in the combined score.
+    pub weight: f64,
+    /// Label kinds (`kind:id`) that link accounts (at most 8).
+    pub kinds: Vec<String>,
+    /// A signal's labels link only from this score: a plugin gives a weak
+    /// score to a link that is evidence but not a verdict.
+    pub link_min: f64,
+    /// Links older than this are forgotten.
+    pub window_hours: u64,
+    /// A label carried by more accounts than this is a crowd (a carrier's
+    /// NAT, a viral prompt) and links nobody.
+    pub crowd: usize,
+    /// A raised cluster has at least this many accounts...
+    pub min_accounts: usize,
+    /// ...and two pieces of evidence: a kind of link counts if it ties at
+    /// least this many of its accounts...
+    pub min_kind_accounts: usize,
+    /// ...and this share of them...
+    pub min_kind_share: f64,
+    /// ...and (one more piece) this many accounts flagged on their own.
+    pub min_flagged: usize,
+    /// Accounts and labels held at most (memory: about 120 and 100 bytes each).
+    pub max_accounts: usize,
+    pub max_labels: usize,
+    /// How often (in event time) old links are dropped and clusters rebuilt.
+    pub rebuild_minutes: u64,
+}
+
+impl Default for Campaigns {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            monitor: false,
+            weight: 1.0,
+            kinds: ["fanout", "template", "pool", "card", "prefix"].map(String::from).to_vec(),
+            link_min: 0.05,
+            window_hours: 7 * 24,
+            crowd: 300,
+            min_accounts: 5,
+            min_kind_accounts: 3,
+            min_kind_share: 0.1,
+            min_flagged: 5,
+            max_accounts: 200_000,
+            max_labels: 200_000,
+            rebuild_minutes: 60,
+        }
+    }
 }
 
 /// Upper bounds the operator sets: a manifest chooses its limits within
@@ -573,6 +634,17 @@ impl Config {
         }
         if self.input.max_future_ms == 0 {
             return bad("input.max_future_ms must be positive".into());
+        }
+        let c = &self.campaigns;
+        if c.kinds.len() > 8 || c.kinds.iter().any(|k| k.is_empty() || k.contains(':')) {
+            return bad("campaigns.kinds: at most 8 label kinds, each a non-empty word without ':'".into());
+        }
+        if !(0.0..=1.0).contains(&c.weight) || !(0.0..=1.0).contains(&c.link_min) || !(0.0..=1.0).contains(&c.min_kind_share)
+        {
+            return bad("campaigns.weight, link_min and min_kind_share must be in [0, 1]".into());
+        }
+        if c.window_hours == 0 || c.rebuild_minutes == 0 || c.crowd < 2 || c.min_accounts < 2 {
+            return bad("campaigns.window_hours and rebuild_minutes must be positive, crowd and min_accounts at least 2".into());
         }
         Ok(())
     }

@@ -56,6 +56,11 @@ const HELP: &[(&str, &str, &str)] = &[
     ("vigil_plugin_errors_total", "counter", "Plugin failures on a batch, by plugin and kind."),
     ("vigil_plugin_batch_seconds", "histogram", "Time a plugin took on a batch."),
     ("vigil_decisions_total", "counter", "Verdicts by decision."),
+    (
+        "vigil_campaign_links_dropped_total",
+        "counter",
+        "Links the campaign stage could not keep (campaigns.max_accounts or max_labels reached).",
+    ),
     ("vigil_reloads_total", "counter", "Plugin reload attempts by outcome."),
     ("vigil_bad_input_total", "counter", "Request records refused as bad input."),
     ("vigil_guardrail_calls_total", "counter", "LiteLLM guardrail calls by input type and answer."),

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 
 use lru::LruCache;
+use vigil_sdk::sets::{SetView, WindowSet};
 use vigil_sdk::window::SlidingCounter;
 
 use crate::config::StateBounds;
@@ -20,12 +21,15 @@ use crate::util::lock;
 enum Key {
     Value(u64),
     Counter(u64, u32),
+    Set(u64),
 }
 
 #[derive(Debug, Clone)]
 enum Entry {
     Value { data: Vec<u8>, expires_at_ms: Option<i64> },
     Counter(SlidingCounter),
+    /// Cross-account state that merges exactly (see `vigil_sdk::sets`).
+    Set(WindowSet),
 }
 
 /// Approximate bytes an entry holds, for the byte bound.
@@ -38,6 +42,7 @@ impl Entry {
             + match self {
                 Entry::Value { data, .. } => data.len(),
                 Entry::Counter(_) => COUNTER_BYTES,
+                Entry::Set(s) => s.cost(),
             }
     }
 }
@@ -95,7 +100,7 @@ impl Namespace {
     pub fn values(&self) -> impl Iterator<Item = &[u8]> {
         self.entries.iter().filter_map(|(_, e)| match e {
             Entry::Value { data, .. } => Some(data.as_slice()),
-            Entry::Counter(_) => None,
+            Entry::Counter(_) | Entry::Set(_) => None,
         })
     }
 
@@ -109,7 +114,7 @@ impl Namespace {
                 None
             }
             Entry::Value { data, .. } => Some(data.clone()),
-            Entry::Counter(_) => None,
+            Entry::Counter(_) | Entry::Set(_) => None,
         }
     }
 
@@ -139,6 +144,79 @@ impl Namespace {
         let total = c.add(now_ms, window_ms, u64::from(delta));
         self.insert(k, Entry::Counter(c));
         total
+    }
+
+    /// One `sets-update` op: adds `member` (unless 0) under `tags` at
+    /// `now_ms` to the set under `key` (created with this shape; a set of
+    /// another shape is replaced), then reads it from `since_ms` to `now_ms`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_update(
+        &mut self,
+        key: u64,
+        member: u64,
+        tags: u8,
+        now_ms: i64,
+        (bucket_ms, buckets): (u32, u16),
+        since_ms: i64,
+        members: bool,
+    ) -> SetView {
+        let k = Key::Set(key);
+        let shape = (bucket_ms.max(1), buckets.max(1));
+        if let Some(Entry::Set(s)) = self.entries.get_mut(&k)
+            && s.shape() == shape
+        {
+            let before = s.cost();
+            if member != 0 {
+                s.add(member, tags, now_ms);
+            }
+            let view = s.view(since_ms, now_ms, members);
+            let after = s.cost();
+            self.bytes = self.bytes + after - before;
+            if after > before {
+                self.evict();
+            }
+            return view;
+        }
+        let mut s = WindowSet::new(shape.0, shape.1);
+        if member != 0 {
+            s.add(member, tags, now_ms);
+        }
+        let view = s.view(since_ms, now_ms, members);
+        if member != 0 {
+            self.insert(k, Entry::Set(s));
+        }
+        view
+    }
+
+    /// Every window set, encoded, by key: equal sets give equal bytes.
+    pub fn sets(&self) -> Vec<(u64, Vec<u8>)> {
+        let mut v: Vec<(u64, Vec<u8>)> = self
+            .entries
+            .iter()
+            .filter_map(|(k, e)| match (k, e) {
+                (Key::Set(key), Entry::Set(s)) => Some((*key, s.encode())),
+                _ => None,
+            })
+            .collect();
+        v.sort_unstable_by_key(|e| e.0);
+        v
+    }
+
+    /// Takes in `other`'s window sets (their union, set by set); values and
+    /// counters, which are per account, are left alone.
+    pub fn merge_sets(&mut self, other: &Namespace) {
+        for (k, e) in other.entries.iter() {
+            let (Key::Set(key), Entry::Set(o)) = (k, e) else { continue };
+            match self.entries.get_mut(k) {
+                Some(Entry::Set(s)) => {
+                    let before = s.cost();
+                    s.merge(o);
+                    self.bytes = self.bytes + s.cost() - before;
+                }
+                _ => self.insert(Key::Set(*key), Entry::Set(o.clone())),
+            }
+        }
+        self.evict();
     }
 
     fn insert(&mut self, k: Key, e: Entry) {
@@ -185,6 +263,13 @@ impl Namespace {
                     out.extend_from_slice(&(data.len() as u32).to_le_bytes());
                     out.extend_from_slice(data);
                 }
+                (Key::Set(key), Entry::Set(set)) => {
+                    out.push(2);
+                    out.extend_from_slice(&key.to_le_bytes());
+                    let b = set.encode();
+                    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                    out.extend_from_slice(&b);
+                }
                 (Key::Counter(key, window), Entry::Counter(c)) => {
                     out.push(1);
                     out.extend_from_slice(&key.to_le_bytes());
@@ -222,6 +307,12 @@ impl Namespace {
                         *c = r.u64()?;
                     }
                     ns.insert(Key::Counter(key, window), Entry::Counter(SlidingCounter::from_parts(head, counts)));
+                }
+                2 => {
+                    let key = r.u64()?;
+                    let len = r.u32()? as usize;
+                    let set = WindowSet::decode(r.bytes(len)?).ok_or("a window set that does not decode")?;
+                    ns.insert(Key::Set(key), Entry::Set(set));
                 }
                 t => return Err(format!("unknown entry tag {t}")),
             }
@@ -279,6 +370,17 @@ impl StateStore {
         map.entry(plugin.to_string())
             .or_insert_with(|| Arc::new(Mutex::new(Namespace::new(self.bounds.clone()))))
             .clone()
+    }
+
+    /// Takes in `other`'s window sets, namespace by namespace (the union:
+    /// what several hosts scoring parts of one log merge into the state of
+    /// the whole).
+    pub fn merge_sets(&self, other: &StateStore) {
+        for name in other.names() {
+            let theirs = other.namespace(&name);
+            let theirs = lock(&theirs);
+            lock(&self.namespace(&name)).merge_sets(&theirs);
+        }
     }
 
     /// Names of every namespace held.

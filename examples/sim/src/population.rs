@@ -20,6 +20,30 @@ pub enum Persona {
     CloudUser,
     ResellerCustomer,
     Labelling,
+    /// A student on a campus network (one NAT), usually in a class.
+    CampusStudent,
+    /// On a mobile network: a new carrier-grade NAT address every session.
+    Mobile,
+    /// Shares a card with 1 to 3 others (a household or a small team).
+    Household,
+    /// An evaluation pipeline's account: benchmark prompts, in runs.
+    Evaluation,
+}
+
+/// How an account's address changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    /// Any of its addresses, request by request.
+    PerRequest,
+    /// One of its addresses per session (a mobile network).
+    PerSession,
+}
+
+/// A class: students of one campus who ask the same homework questions in
+/// the same hour, at these session times.
+#[derive(Debug, Clone)]
+pub struct Class {
+    pub slots: Vec<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,10 +70,16 @@ pub struct Account {
     pub rate_per_day: f64,
     /// Local-time offset for the diurnal rhythm, hours.
     pub tz_hours: i64,
+    pub hop: Hop,
+    /// Index into `Population::classes`.
+    pub class: Option<u32>,
+    /// Which evaluation organisation it runs benchmarks for.
+    pub eval_org: Option<usize>,
 }
 
 pub struct Population {
     pub accounts: Vec<Account>,
+    pub classes: Vec<Class>,
 }
 
 fn hex(rng: &mut R) -> String {
@@ -154,6 +184,9 @@ impl Population {
                 card,
                 rate_per_day: rate,
                 tz_hours: *[-8i64, -5, 0, 1, 2, 5, 8, 9].choose(rng).unwrap(),
+                hop: Hop::PerRequest,
+                class: None,
+                eval_org: None,
             });
         }
         // Benign customers of the reseller proxies.
@@ -171,6 +204,9 @@ impl Population {
                 card: format!("pf-{}", hex(rng)),
                 rate_per_day: b.requests_per_day * lognormal(rng, 0.9),
                 tz_hours: *[-5i64, 0, 1, 8].choose(rng).unwrap(),
+                hop: Hop::PerRequest,
+                class: None,
+                eval_org: None,
             });
         }
         // The data-labelling company: high, steady, templated, legitimate.
@@ -191,12 +227,29 @@ impl Population {
                 card: lab_card.clone(),
                 rate_per_day: b.labelling_requests_per_day,
                 tz_hours: 0,
+                hop: Hop::PerRequest,
+                class: None,
+                eval_org: None,
             });
+        }
+        let mut classes = Vec::new();
+        let carriers = mobile_carriers();
+        let mut residents = Vec::new();
+        if b.sharing.enabled() {
+            // Innocent sharing, drawn only when asked for so that older
+            // scenarios stream exactly what they did.
+            classes = share_innocently(s, &mut accounts, &carriers, rng);
+            residents =
+                (0..accounts.len()).filter(|&i| matches!(accounts[i].role, Role::Benign(Persona::Casual))).collect();
         }
         // Campaigns.
         for (ci, c) in s.campaigns.iter().enumerate() {
             let from = start + (c.start_day * DAY_MS as f64) as i64;
             let to = (start + (c.end_day * DAY_MS as f64) as i64).min(end);
+            if c.styles.contains(&Style::Mimic) {
+                mimics(s, ci, from, to, &carriers, &mut residents, &mut accounts, rng);
+                continue;
+            }
             let low = c.styles.contains(&Style::LowAndSlow);
             let hydra = c.styles.contains(&Style::Hydra);
             let ua = *[SDKS[2], SDKS[0], "python-requests/2.31.0"].choose(rng).unwrap();
@@ -232,13 +285,201 @@ impl Population {
                     card: card.clone(),
                     rate_per_day: c.requests_per_account / days,
                     tz_hours: 0,
+                    hop: Hop::PerRequest,
+                    class: None,
+                    eval_org: None,
                 });
             }
         }
         // Interleave so nothing about position in the truth file or the
         // first appearance order says which accounts belong together.
         accounts.shuffle(rng);
-        Population { accounts }
+        Population { accounts, classes }
+    }
+}
+
+/// Three mobile carriers' carrier-grade NAT pools: one address per /24 of
+/// 80, 50 and 30 prefixes, under mobile ASNs.
+fn mobile_carriers() -> Vec<Vec<(String, u32)>> {
+    [(80u8, 21_928u32), (50, 20_057), (30, 22_394)]
+        .iter()
+        .enumerate()
+        .map(|(k, &(n, asn))| (0..n).map(|p| (ip4(100 + k as u8, 64 + p, 7, 1 + p), asn)).collect())
+        .collect()
+}
+
+/// Turns some benign accounts into the innocent sharers of `s.benign.sharing`
+/// and adds the evaluation organisations; returns the classes.
+fn share_innocently(
+    s: &Scenario,
+    accounts: &mut Vec<Account>,
+    carriers: &[Vec<(String, u32)>],
+    rng: &mut R,
+) -> Vec<Class> {
+    let sh = &s.benign.sharing;
+    let (start, end) = (s.start_ms, s.end_ms());
+    let casual: Vec<usize> = (0..accounts.len())
+        .filter(|&i| matches!(accounts[i].role, Role::Benign(Persona::Casual | Persona::Student)))
+        .collect();
+    let mut pool = casual;
+    pool.shuffle(rng);
+    let total = accounts.len() as f64;
+    let mut take = |share: f64| -> Vec<usize> {
+        let n = ((total * share) as usize).min(pool.len());
+        pool.split_off(pool.len() - n)
+    };
+    // Campuses: every student behind one NAT (four addresses on one /24);
+    // most of them in classes of 15 to 40 with two sessions a week.
+    let campus = take(sh.campus_share);
+    let nats: Vec<Vec<(String, u32)>> = (0..sh.campuses.max(1))
+        .map(|c| (0..4).map(|h| (ip4(128 + c as u8, 32, 9, 10 + h), 11_537)).collect())
+        .collect();
+    let mut classes = Vec::new();
+    let mut class_left = 0usize;
+    for (n, &i) in campus.iter().enumerate() {
+        let c = n % nats.len();
+        let a = &mut accounts[i];
+        a.role = Role::Benign(Persona::CampusStudent);
+        a.ips = nats[c].clone();
+        a.tz_hours = [-5, 1, 8][c % 3];
+        if rng.gen_bool(0.7) {
+            if class_left == 0 {
+                class_left = rng.gen_range(15..=40);
+                classes.push(Class { slots: class_slots(start, end, a.tz_hours, rng) });
+            }
+            class_left -= 1;
+            a.class = Some(classes.len() as u32 - 1);
+        }
+    }
+    // Mobile users: a new carrier-grade NAT address every session.
+    for i in take(sh.mobile_share) {
+        let a = &mut accounts[i];
+        a.role = Role::Benign(Persona::Mobile);
+        a.ips = carriers[rng.gen_range(0..carriers.len())].clone();
+        a.hop = Hop::PerSession;
+    }
+    // Households and small teams: 2 to 4 accounts on one card, no org.
+    let household = take(sh.household_share);
+    for group in household.chunks(4) {
+        let size = rng.gen_range(2..=4).min(group.len());
+        let card = format!("pf-{}", hex(rng));
+        for &i in &group[..size] {
+            accounts[i].role = Role::Benign(Persona::Household);
+            accounts[i].card = card.clone();
+        }
+    }
+    // Evaluation pipelines: 3 or 4 accounts of one org on one cloud address.
+    for o in 0..sh.eval_orgs {
+        let org = format!("org-{}", hex(rng));
+        let ip = cloud_ip(rng);
+        let card = format!("pf-{}", hex(rng));
+        for _ in 0..rng.gen_range(3..=4) {
+            accounts.push(Account {
+                id: format!("acct-{}", hex(rng)),
+                role: Role::Benign(Persona::Evaluation),
+                created_ms: start - rng.gen_range(60 * DAY_MS..600 * DAY_MS),
+                active_from: start,
+                active_to: end,
+                org: Some(org.clone()),
+                api_key: format!("key-{}", hex(rng)),
+                ips: vec![ip.clone()],
+                user_agent: SDKS[0],
+                card: card.clone(),
+                rate_per_day: 0.0,
+                tz_hours: 0,
+                hop: Hop::PerRequest,
+                class: None,
+                eval_org: Some(o),
+            });
+        }
+    }
+    classes
+}
+
+/// Two sessions a week at a fixed local hour between 9 and 16.
+fn class_slots(start: i64, end: i64, tz: i64, rng: &mut R) -> Vec<i64> {
+    let days = [rng.gen_range(0..3), rng.gen_range(3..7)];
+    let hour = rng.gen_range(9..17) - tz;
+    let mut slots = Vec::new();
+    let mut week = start;
+    while week < end {
+        for d in days {
+            let t = week + d * DAY_MS + hour * 3_600_000;
+            if t >= start && t < end {
+                slots.push(t);
+            }
+        }
+        week += 7 * DAY_MS;
+    }
+    slots.sort_unstable();
+    slots
+}
+
+/// A campaign's accounts, each drawn like a benign user: aged, benign
+/// volumes and hours, ordinary user agents; only what they share (a proxy
+/// pool, cards in small groups, and the prompts the stream gives them)
+/// ties them together.
+#[allow(clippy::too_many_arguments)]
+fn mimics(
+    s: &Scenario,
+    ci: usize,
+    from: i64,
+    to: i64,
+    carriers: &[Vec<(String, u32)>],
+    residents: &mut Vec<usize>,
+    accounts: &mut Vec<Account>,
+    rng: &mut R,
+) {
+    let c = &s.campaigns[ci];
+    let b = &s.benign;
+    let proxy = c.styles.contains(&Style::ProxyPool);
+    let cards = c.styles.contains(&Style::CardGroups);
+    // A residential proxy pool: four exits per /24, across home networks;
+    // some of its addresses are also real homes of benign users.
+    let pool: Vec<(String, u32)> = (0..c.pool_addresses)
+        .map(|i| {
+            let p = i / 4;
+            (ip4(70 + (p / 250) as u8, (p % 250) as u8, 40 + ci as u8, 20 + (i % 4) as u8), RESIDENTIAL_ASNS[p % 8])
+        })
+        .collect();
+    if proxy {
+        for _ in 0..(pool.len() / 8).min(residents.len()) {
+            let i = residents.swap_remove(rng.gen_range(0..residents.len()));
+            accounts[i].ips = vec![pool[rng.gen_range(0..pool.len())].clone()];
+        }
+    }
+    let (mut card, mut card_left) = (String::new(), 0usize);
+    for _ in 0..c.accounts {
+        if card_left == 0 {
+            card = format!("pf-{}", hex(rng));
+            card_left = if cards { rng.gen_range(3..=c.accounts_per_card.max(3)) } else { 1 };
+        }
+        card_left -= 1;
+        let (ips, hop) = if proxy {
+            (pool.clone(), Hop::PerRequest)
+        } else if rng.gen_bool(b.sharing.mobile_share) {
+            (carriers[rng.gen_range(0..carriers.len())].clone(), Hop::PerSession)
+        } else {
+            (vec![residential_ip(rng)], Hop::PerRequest)
+        };
+        let sdk = rng.gen_bool(b.developer_share + b.cloud_share);
+        accounts.push(Account {
+            id: format!("acct-{}", hex(rng)),
+            role: Role::Campaign(ci),
+            created_ms: from - rng.gen_range(30 * DAY_MS..900 * DAY_MS),
+            active_from: from,
+            active_to: to,
+            org: None,
+            api_key: format!("key-{}", hex(rng)),
+            ips,
+            user_agent: if sdk { SDKS.choose(rng).unwrap() } else { BROWSERS.choose(rng).unwrap() },
+            card: card.clone(),
+            rate_per_day: b.requests_per_day * lognormal(rng, 0.9),
+            tz_hours: *[-8i64, -5, 0, 1, 2, 5, 8, 9].choose(rng).unwrap(),
+            hop,
+            class: None,
+            eval_org: None,
+        });
     }
 }
 

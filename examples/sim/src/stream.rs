@@ -9,7 +9,7 @@ use rand::Rng;
 use rand::SeedableRng;
 use serde::Serialize;
 
-use crate::population::{Account, Persona, Population, Role, lognormal};
+use crate::population::{Account, Hop, Persona, Population, Role, lognormal};
 use crate::scenario::{DAY_MS, HOUR_MS, Scenario, Style};
 use crate::text::{self, R};
 
@@ -44,7 +44,24 @@ struct Session {
     conversation: u64,
     turn: u32,
     turns_left: u32,
+    /// `Hop::PerSession`: which address this session uses.
+    ip: u32,
+    /// A class session: the class's slot whose homework it asks.
+    homework: Option<u32>,
 }
+
+/// A fan-out campaign's prompt that the scheduler is still handing out.
+struct Group {
+    prompt: String,
+    opened_ms: i64,
+    /// Accounts it still goes to.
+    left: usize,
+}
+
+/// Evaluation runs: every 6 hours, 20 benchmark items 20 s apart.
+const EVAL_EVERY_MS: i64 = 6 * HOUR_MS;
+const EVAL_ITEMS: u32 = 20;
+const EVAL_GAP_MS: i64 = 20_000;
 
 pub struct Simulator<'a> {
     scenario: &'a Scenario,
@@ -54,8 +71,16 @@ pub struct Simulator<'a> {
     /// When each pivoting campaign switches to the new model.
     pivot_ms: Vec<i64>,
     release_ms: i64,
+    /// Per campaign, the fan-out prompt still open.
+    groups: Vec<Option<Group>>,
+    /// Per class member, the next class slot it may attend.
+    class_next: Vec<u32>,
     rng: R,
     seq: u64,
+}
+
+fn mimic(s: &Scenario, a: &Account) -> bool {
+    matches!(a.role, Role::Campaign(ci) if s.campaigns[ci].styles.contains(&Style::Mimic))
 }
 
 /// Relative activity by local hour: low at night, high in the day.
@@ -87,12 +112,22 @@ impl<'a> Simulator<'a> {
             sessions: vec![Session::default(); pop.accounts.len()],
             pivot_ms,
             release_ms,
+            groups: scenario.campaigns.iter().map(|_| None).collect(),
+            class_next: vec![0; pop.accounts.len()],
             rng,
             seq: 0,
         };
         for i in 0..pop.accounts.len() {
             let a = &pop.accounts[i];
             let first = match a.role {
+                _ if mimic(scenario, a) => {
+                    sim.start_session(i);
+                    sim.next_session(a, a.active_from)
+                }
+                Role::Benign(Persona::Evaluation) => {
+                    let org = a.eval_org.unwrap_or(0) as i64;
+                    a.active_from + org * 20 * 60_000 + sim.rng.gen_range(0..3_000)
+                }
                 Role::Campaign(_) | Role::Benign(Persona::Labelling) => {
                     // Load balancing: phases spread across the interval.
                     let interval = (DAY_MS as f64 / a.rate_per_day.max(1e-9)) as i64;
@@ -138,14 +173,68 @@ impl<'a> Simulator<'a> {
         while left < 12 && self.rng.gen_bool(1.0 - 1.0 / MEAN_SESSION_TURNS) {
             left += 1;
         }
-        self.sessions[i] = Session { conversation: self.rng.r#gen::<u64>() | 1, turn: 1, turns_left: left };
+        let conversation = self.rng.r#gen::<u64>() | 1;
+        let pop = self.pop;
+        let a = &pop.accounts[i];
+        let ip = if a.hop == Hop::PerSession { self.rng.gen_range(0..a.ips.len()) as u32 } else { 0 };
+        self.sessions[i] = Session { conversation, turn: 1, turns_left: left, ip, homework: None };
+    }
+
+    /// The opening prompt of a mimic: its campaign's content. A fan-out
+    /// campaign's scheduler hands the open prompt to this account too, until
+    /// it has gone to its number of accounts or been open its minutes.
+    fn campaign_prompt(&mut self, ci: usize, ts: i64) -> String {
+        let c = &self.scenario.campaigns[ci];
+        let fam = text::family(c.family).expect("known family");
+        let paraphrase = c.styles.contains(&Style::Paraphrased);
+        if !c.styles.contains(&Style::FanOut) {
+            return fam.prompt(&mut self.rng, paraphrase);
+        }
+        let window = (c.fanout_minutes * 60_000.0) as i64;
+        let open = self.groups[ci].as_ref().is_some_and(|g| g.left > 0 && ts - g.opened_ms <= window);
+        if !open {
+            let prompt = fam.prompt(&mut self.rng, paraphrase);
+            let left = self.rng.gen_range(2..=c.fanout_max.max(2));
+            self.groups[ci] = Some(Group { prompt, opened_ms: ts, left });
+        }
+        let g = self.groups[ci].as_mut().expect("opened above");
+        g.left -= 1;
+        g.prompt.clone()
+    }
+
+    /// A person's request fields (turn, conversation, model, sizes), for
+    /// benign users and the campaign accounts that mimic them.
+    fn human(&mut self, r: &mut Request, i: usize, ts: i64, developer: bool) {
+        let rng = &mut self.rng;
+        let s = &self.sessions[i];
+        r.turn = s.turn.max(1);
+        r.conversation_id = Some(format!("conv-{:x}", s.conversation));
+        if developer && rng.gen_bool(0.3) {
+            r.system_prompt = Some("You are a helpful coding assistant.");
+        }
+        let days_since = (ts - self.release_ms) as f64 / DAY_MS as f64;
+        if days_since > 0.0 && rng.gen_bool((days_since * 0.1).min(0.4)) {
+            r.model = "m-next";
+        } else if rng.gen_bool(0.15) {
+            r.model = "m-small";
+        }
+        r.max_tokens = [1024, 2048, 4096][rng.gen_range(0..3)];
+        r.completion_tokens = if rng.gen_bool(self.scenario.benign.max_tokens_hit_share) {
+            r.max_tokens
+        } else {
+            ((350.0 * lognormal(rng, 0.8)) as u32).clamp(5, r.max_tokens)
+        };
     }
 
     fn make(&mut self, i: usize, ts: i64) -> Request {
-        let a = &self.pop.accounts[i];
+        let pop = self.pop;
+        let a = &pop.accounts[i];
         let rng = &mut self.rng;
         self.seq += 1;
-        let (ip, asn) = a.ips[rng.gen_range(0..a.ips.len())].clone();
+        let (ip, asn) = match a.hop {
+            Hop::PerRequest => a.ips[rng.gen_range(0..a.ips.len())].clone(),
+            Hop::PerSession => a.ips[self.sessions[i].ip as usize].clone(),
+        };
         let mut r = Request {
             id: format!("req-{:x}", self.seq),
             ts_ms: ts,
@@ -167,6 +256,15 @@ impl<'a> Simulator<'a> {
             turn: 1,
         };
         match a.role {
+            Role::Campaign(ci) if mimic(self.scenario, a) => {
+                r.prompt = if self.sessions[i].turn <= 1 {
+                    self.campaign_prompt(ci, ts)
+                } else {
+                    text::follow_up(&mut self.rng, self.scenario.benign.vocab())
+                };
+                let developer = SDK_AGENTS.iter().any(|s| a.user_agent.starts_with(s));
+                self.human(&mut r, i, ts, developer);
+            }
             Role::Campaign(ci) => {
                 let c = &self.scenario.campaigns[ci];
                 let fam = text::family(c.family).expect("known family");
@@ -189,34 +287,29 @@ impl<'a> Simulator<'a> {
                 r.max_tokens = 5;
                 r.completion_tokens = 1;
             }
+            Role::Benign(Persona::Evaluation) => {
+                r.prompt = text::benchmark(a.eval_org.unwrap_or(0), self.sessions[i].turn as usize);
+                r.max_tokens = 1024;
+                r.completion_tokens = ((200.0 * lognormal(rng, 0.5)) as u32).clamp(5, 1024);
+            }
             Role::Benign(p) => {
-                let s = &mut self.sessions[i];
-                r.prompt = if s.turn <= 1 {
+                let vocab = self.scenario.benign.vocab();
+                let s = &self.sessions[i];
+                let sharing = &self.scenario.benign.sharing;
+                r.prompt = if let (Some(slot), Some(class)) = (s.homework, a.class) {
+                    text::homework(class, slot, s.turn - 1)
+                } else if s.turn > 1 {
+                    text::follow_up(rng, vocab)
+                } else if sharing.popular_prompt_share > 0.0 && rng.gen_bool(sharing.popular_prompt_share) {
+                    text::popular(rng).to_string()
+                } else {
                     match p {
-                        Persona::Student => text::student(rng),
-                        Persona::Developer | Persona::CloudUser => text::developer(rng),
-                        _ => text::casual(rng),
+                        Persona::Student | Persona::CampusStudent => text::student(rng, vocab),
+                        Persona::Developer | Persona::CloudUser => text::developer(rng, vocab),
+                        _ => text::casual(rng, vocab),
                     }
-                } else {
-                    text::follow_up(rng)
                 };
-                r.turn = s.turn.max(1);
-                r.conversation_id = Some(format!("conv-{:x}", s.conversation));
-                if matches!(p, Persona::Developer | Persona::CloudUser) && rng.gen_bool(0.3) {
-                    r.system_prompt = Some("You are a helpful coding assistant.");
-                }
-                let days_since = (ts - self.release_ms) as f64 / DAY_MS as f64;
-                if days_since > 0.0 && rng.gen_bool((days_since * 0.1).min(0.4)) {
-                    r.model = "m-next";
-                } else if rng.gen_bool(0.15) {
-                    r.model = "m-small";
-                }
-                r.max_tokens = [1024, 2048, 4096][rng.gen_range(0..3)];
-                r.completion_tokens = if rng.gen_bool(self.scenario.benign.max_tokens_hit_share) {
-                    r.max_tokens
-                } else {
-                    ((350.0 * lognormal(rng, 0.8)) as u32).clamp(5, r.max_tokens)
-                };
+                self.human(&mut r, i, ts, matches!(p, Persona::Developer | Persona::CloudUser));
             }
         }
         // Earlier turns ride along as context.
@@ -225,29 +318,72 @@ impl<'a> Simulator<'a> {
     }
 
     fn schedule(&mut self, i: usize, now: i64) {
-        let a = &self.pop.accounts[i];
+        let pop = self.pop;
+        let a = &pop.accounts[i];
         let next = match a.role {
+            _ if mimic(self.scenario, a) => self.next_human(i, now),
+            Role::Benign(Persona::Evaluation) => self.next_eval(i, now),
             Role::Campaign(_) | Role::Benign(Persona::Labelling) => {
                 let interval = DAY_MS as f64 / a.rate_per_day.max(1e-9);
                 now + (interval * self.rng.gen_range(0.8..1.2)) as i64 + 1
             }
-            Role::Benign(_) => {
-                let s = &mut self.sessions[i];
-                if s.turns_left > 0 {
-                    s.turns_left -= 1;
-                    s.turn += 1;
-                    now + self.rng.gen_range(20_000..240_000)
-                } else {
-                    self.start_session(i);
-                    self.next_session(a, now)
-                }
-            }
+            Role::Benign(_) => self.next_human(i, now),
         };
         if next <= a.active_to {
             self.queue.push(Reverse((next, i as u32)));
         }
     }
+
+    /// A person's next request: the next turn of this session, or a new
+    /// session (a class session, if the account's class meets first).
+    fn next_human(&mut self, i: usize, now: i64) -> i64 {
+        let pop = self.pop;
+        let a = &pop.accounts[i];
+        let s = &mut self.sessions[i];
+        if s.turns_left > 0 {
+            s.turns_left -= 1;
+            s.turn += 1;
+            return now + self.rng.gen_range(20_000..240_000);
+        }
+        self.start_session(i);
+        let next = self.next_session(a, now);
+        let Some(class) = a.class else { return next };
+        let slots = &pop.classes[class as usize].slots;
+        while let Some(&t) = slots.get(self.class_next[i] as usize) {
+            if t >= next {
+                break;
+            }
+            self.class_next[i] += 1;
+            // Most students come to most sessions and ask one to three of
+            // that session's questions.
+            if t >= now && self.rng.gen_bool(0.7) {
+                let s = &mut self.sessions[i];
+                s.homework = Some(self.class_next[i] - 1);
+                s.turns_left = self.rng.gen_range(0..3);
+                return t + self.rng.gen_range(0..45 * 60_000);
+            }
+        }
+        next
+    }
+
+    /// An evaluation account's next benchmark item, or the next run.
+    fn next_eval(&mut self, i: usize, now: i64) -> i64 {
+        let pop = self.pop;
+        let a = &pop.accounts[i];
+        let s = &mut self.sessions[i];
+        s.turn += 1;
+        if s.turn < EVAL_ITEMS {
+            return now + EVAL_GAP_MS + self.rng.gen_range(0..2_000);
+        }
+        s.turn = 0;
+        let base = a.active_from + a.eval_org.unwrap_or(0) as i64 * 20 * 60_000;
+        let run = (now - base).div_euclid(EVAL_EVERY_MS) + 1;
+        base + run * EVAL_EVERY_MS + self.rng.gen_range(0..3_000)
+    }
 }
+
+/// User agents of SDKs (a developer's traffic).
+const SDK_AGENTS: &[&str] = &["openai-python", "anthropic-typescript", "python-httpx", "curl"];
 
 impl Iterator for Simulator<'_> {
     type Item = Request;

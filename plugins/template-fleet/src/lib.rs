@@ -1,22 +1,40 @@
 //! template-fleet: campaigns send the same script from many accounts, with
-//! slots filled in (a problem, a repository, a question). The prompt's
-//! words are normalised (case, punctuation; anything with a digit masked)
-//! and shingled into word pairs; a 16-value MinHash signature in 8 bands of
-//! 2 is the locality-sensitive key: prompts sharing most of their shingles
-//! (Jaccard 0.7: 99.5%) share a band bucket, unrelated ones (0.05: 2%) not.
-//! Host state keeps, per bucket, the distinct accounts and the young ones.
-//! A bucket crowded with days-old accounts is a template fleet; a popular
-//! benign phrasing ("write a poem about...") is crowded too, but by
-//! accounts of every age, and scores near zero. An account is scored by
-//! its focus too: a fleet member sends the script again and again, while a
-//! user whose one question happens to overlap a script's slot does not.
+//! slots filled in (a problem, a repository, a question).
+//!
+//! A conversation's opening prompt is normalised (case, punctuation;
+//! anything with a digit masked) and cut into word 4-grams; a fixed third
+//! of all 4-grams (by hash) are its keys, so two prompts of one script
+//! share the keys of its fixed wording, whatever fills its slots. Per key,
+//! a host window set holds the accounts that opened with it this week,
+//! tagged young (days old) and repeat (the account used the key before,
+//! as a per-account Bloom filter remembers). Two things come of it:
+//! - a **young fleet**: a key crowded with days-old accounts, scored by the
+//!   young share and by the account's focus (its share of recent openings
+//!   on such keys). A popular benign phrasing is crowded too, but by
+//!   accounts of every age, and scores near zero.
+//! - a **script**, whatever the accounts' age: a key that several accounts
+//!   use again and again (most of its accounts are repeat users) while no
+//!   more than `common_share` of all accounts opening conversations this
+//!   week use it (that would be a common phrasing, or a follow-up everyone
+//!   types). Each account that keeps opening with scripts gets a weak score
+//!   and a `template:<key>` label: a link for the campaign stage. An account
+//!   that opens almost only with scripts (`convict_share` of at least
+//!   `convict_openings` openings) is scored on its own: a person's
+//!   openings wander, a sweep's do not.
+//!
+//! Memory (host state): per key, about 60 bytes a day it is used while at
+//! most 16 accounts use it that day, else 128 bytes per tag, at most 7
+//! days; per account a 264-byte Bloom filter and four sliding counters.
+//! Within the host's state bounds, which evict the least recently used keys
+//! (mostly ones a single prompt used).
 
 use serde::Deserialize;
 use vigil_sdk::batch_state::{BatchState, DAY_MS};
-use vigil_sdk::hash::{key, tag};
-use vigil_sdk::sketch::{Crowd, minhash};
+use vigil_sdk::hash::{key, mix, tag};
+use vigil_sdk::sets::{SetViewExt, Shape, crowd_suspicion};
+use vigil_sdk::sketch::Recent;
 use vigil_sdk::text::Words;
-use vigil_sdk::{Detector, Host, Request, RequestExt, Signal};
+use vigil_sdk::{CounterOp, Detector, Host, Request, RequestExt, Signal};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -24,138 +42,246 @@ pub struct Config {
     pub young_days: f64,
     /// A template needs this many distinct accounts to count as a fleet.
     pub min_accounts: f64,
-    /// Window for an account's focus (share of its requests on a script).
+    /// Window for an account's focus (share of its openings on a script).
     pub focus_window_ms: u32,
+    /// A script: at least this many repeat users...
+    pub script_repeaters: u32,
+    /// ...who are at least this share of its users...
+    pub script_repeat_share: f64,
+    /// ...and its users at most this share of the accounts opening
+    /// conversations this week (but never fewer than `common_floor`).
+    pub common_share: f64,
+    pub common_floor: u32,
+    /// The score of an account that keeps opening with scripts (a link).
+    pub link_score: f32,
+    /// An account with at least `convict_openings` openings this week, at
+    /// least `convict_share` of them on scripts, scores up to `convict_score`.
+    pub convict_openings: u32,
+    pub convict_share: f64,
+    pub convict_score: f32,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { young_days: 14.0, min_accounts: 15.0, focus_window_ms: 7 * 86_400_000 }
+        Self {
+            young_days: 14.0,
+            min_accounts: 15.0,
+            focus_window_ms: 7 * 86_400_000,
+            script_repeaters: 5,
+            script_repeat_share: 0.5,
+            common_share: 0.03,
+            common_floor: 30,
+            link_score: 0.1,
+            convict_openings: 4,
+            convict_share: 0.6,
+            convict_score: 0.65,
+        }
     }
 }
 
-const BAND: u64 = tag("template-fleet/band");
+const GRAM: u64 = tag("template-fleet/gram");
+const OPENERS: u64 = tag("template-fleet/openers");
+const MEMORY: u64 = tag("template-fleet/memory");
 const SENT: u64 = tag("template-fleet/sent");
-const ON_SCRIPT: u64 = tag("template-fleet/on-script");
-/// A request counts as "on a script" from this crowd suspicion.
-const ON_SCRIPT_FROM: f32 = 0.3;
-const BANDS: usize = 8;
+const ON_FLEET: u64 = tag("template-fleet/on-script");
+const SCRIPTED: u64 = tag("template-fleet/scripted");
+/// A request counts as "on a fleet script" from this crowd suspicion.
+const ON_FLEET_FROM: f32 = 0.3;
+/// Keys per prompt at most (a long prompt has many 4-grams).
+const MAX_KEYS: usize = 12;
+const YOUNG: u8 = 1;
+const REPEAT: u8 = 2;
+/// Keys, and who opens conversations: a week, by day.
+const WEEK: Shape = Shape::new(DAY_MS, 7);
+/// The per-account memory of keys: two epochs of half a week.
+const EPOCH_MS: i64 = 7 * DAY_MS / 2;
+
+type Memory = Recent<128>;
 
 pub struct TemplateFleet {
     cfg: Config,
     words: Words,
-    /// Per-word hashes (digits masked), reused across requests.
-    shingles: Vec<u64>,
-    state: BatchState<Crowd>,
+    memory: BatchState<Memory>,
+}
+
+/// What one opening's keys say.
+#[derive(Clone, Copy, Default)]
+struct Found {
+    /// The young-fleet suspicion of its best key, with (key id, accounts, young).
+    fleet: Option<(f32, u64, u32, u32)>,
+    /// Its script key with the most repeat users: (key id, accounts, repeaters).
+    script: Option<(u64, u32, u32)>,
+    /// Where its counters are in the batch's counter call.
+    at: usize,
 }
 
 impl TemplateFleet {
-    /// The band buckets of a prompt (none for one too short to tell).
-    pub fn buckets(&mut self, prompt: &str) -> Option<[u64; BANDS]> {
+    /// The keys of a prompt: its sampled word 4-grams (digits masked); none
+    /// for a prompt under six words.
+    pub fn keys(&mut self, prompt: &str) -> Vec<u64> {
         self.words.parse(prompt);
-        let masked = tag("#");
         let n = self.words.len();
         if n < 6 {
-            return None;
+            return Vec::new();
         }
-        let shingles = &mut self.shingles;
-        shingles.clear();
-        let words = &self.words;
-        shingles.extend((0..n).map(|i| if words.has_digit(i) { masked } else { words.hashes()[i] }));
-        // minhash mixes each feature, so the pair needs only combining.
-        let sig = minhash::<{ 2 * BANDS }>(
-            shingles.windows(2).filter(|p| p[0] != 0 && p[1] != 0).map(|p| p[0] ^ p[1].rotate_left(17)),
-        );
-        Some(std::array::from_fn(|b| key(BAND ^ b as u64, sig[2 * b] ^ sig[2 * b + 1].rotate_left(29))))
+        let masked = tag("#");
+        let w: Vec<u64> =
+            (0..n).map(|i| if self.words.has_digit(i) { masked } else { self.words.hashes()[i] }).collect();
+        let mut keys: Vec<u64> = w
+            .windows(4)
+            .map(|g| mix(g[0] ^ g[1].rotate_left(13) ^ g[2].rotate_left(29) ^ g[3].rotate_left(43)))
+            .filter(|h| h % 3 == 0)
+            .map(|h| key(GRAM, h))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.truncate(MAX_KEYS);
+        keys
     }
 }
 
 impl Detector for TemplateFleet {
-    const DESCRIPTION: &'static str =
-        "Near-duplicate prompt templates shared by many young accounts (MinHash bands, distinct counts)";
+    const DESCRIPTION: &'static str = "Prompt scripts shared across accounts: fleets of young accounts on one script, \
+         and accounts of any age that keep opening conversations with a script few others use (word 4-grams, window sets)";
     type Config = Config;
 
     fn new(cfg: Config) -> Result<Self, String> {
-        Ok(Self {
-            cfg,
-            words: Words::new(),
-            shingles: Vec::new(),
-            state: BatchState::new(Crowd::decode, Crowd::encode),
-        })
+        if cfg.script_repeaters < 2 || !(0.0..=1.0).contains(&cfg.common_share) {
+            return Err("config: script_repeaters must be at least 2 and common_share in [0, 1]".into());
+        }
+        Ok(Self { cfg, words: Words::new(), memory: BatchState::new(Memory::decode, Memory::encode) })
     }
 
     fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
-        // Every request's buckets first, so the crowds they name are read
-        // from the host in one call.
-        let items: Vec<(&Request, Option<[u64; BANDS]>)> = batch
+        // Only conversation openings: a script opens a conversation, and
+        // the follow-ups everyone types ("can you give me an example") are
+        // no script.
+        let keys: Vec<Vec<u64>> = batch
             .iter()
-            .map(|r| match r.prompt.as_deref().filter(|_| r.account != 0) {
-                Some(p) => (r, self.buckets(p)),
-                None => (r, None),
+            .map(|r| match r.prompt.as_deref() {
+                Some(p) if r.account != 0 && r.turn.unwrap_or(1) <= 1 => self.keys(p),
+                _ => Vec::new(),
             })
             .collect();
+        let (Some(earliest), Some(latest)) =
+            (batch.iter().map(|r| r.ts_ms).min(), batch.iter().map(|r| r.ts_ms).max())
+        else {
+            return Vec::new();
+        };
+        let accounts: Vec<u64> =
+            batch.iter().zip(&keys).filter(|(_, k)| !k.is_empty()).map(|(r, _)| key(MEMORY, r.account)).collect();
+        self.memory.prefetch(host, &accounts, earliest);
         let c = &self.cfg;
-        // Per request with a usable prompt: its best (crowd suspicion,
-        // cluster id, accounts, young accounts), and where its focus
-        // counters are in the batch's counter call.
+        // Every opening's keys, added and read in one host call: first who
+        // opens conversations at all, then each key.
         let mut ops = Vec::new();
-        let keys = |i: &(&Request, Option<[u64; BANDS]>), k: &mut Vec<u64>| k.extend(i.1.iter().flatten());
-        // Crowds quiet for 30 days are forgotten.
-        let found = self.state.for_batch(
-            host,
-            &items,
-            |i| i.0.ts_ms,
-            keys,
-            30 * DAY_MS,
-            |state, host, &(r, buckets)| {
-                let buckets = buckets?;
-                let young = r.young(c.young_days);
-                let mut best: Option<(f32, u64, f64, f64)> = None;
-                for bucket in buckets {
-                    let crowd = state.update(host, bucket, r.ts_ms, |c| c.add(r.account, young));
-                    let s = crowd.suspicion(c.min_accounts, f64::MAX);
-                    if s > 0.0 && best.is_none_or(|b| s > b.0) {
-                        let (all, y) = crowd.counts();
-                        best = Some((s, bucket >> 44, all, y));
+        for (r, k) in batch.iter().zip(&keys) {
+            if k.is_empty() {
+                continue;
+            }
+            let memory = self.memory.get(host, key(MEMORY, r.account), r.ts_ms);
+            let young = u8::from(r.young(c.young_days)) * YOUNG;
+            ops.push(WEEK.add(OPENERS, r.account, 0, r.ts_ms));
+            for &g in k {
+                let repeat = u8::from(memory.seen_then_add(g, r.ts_ms, EPOCH_MS)) * REPEAT;
+                ops.push(WEEK.add(g, r.account, young | repeat, r.ts_ms));
+            }
+        }
+        self.memory.flush(host, Some(latest.saturating_add(2 * EPOCH_MS)), latest);
+        let views = host.sets_update(&ops);
+        let mut views = views.iter();
+        let mut counters = Vec::new();
+        let found: Vec<Option<Found>> = batch
+            .iter()
+            .zip(&keys)
+            .map(|(r, k)| {
+                if k.is_empty() {
+                    return None;
+                }
+                let openers = views.next()?.count;
+                let cap = (c.common_share * f64::from(openers)).max(f64::from(c.common_floor));
+                let mut f = Found { at: counters.len(), ..Found::default() };
+                for &g in k {
+                    let v = views.next()?;
+                    let (all, young, rep) = (v.count, v.tagged_with(YOUNG), v.tagged_with(REPEAT));
+                    let s = crowd_suspicion(f64::from(all), f64::from(young), c.min_accounts, f64::MAX);
+                    if s > 0.0 && f.fleet.is_none_or(|b| s > b.0) {
+                        f.fleet = Some((s, g >> 44, all, young));
+                    }
+                    let script = rep >= c.script_repeaters
+                        && f64::from(rep) >= c.script_repeat_share * f64::from(all)
+                        && f64::from(all) <= cap;
+                    if script && f.script.is_none_or(|b| rep > b.2) {
+                        f.script = Some((g >> 44, all, rep));
                     }
                 }
-                let on_script = best.is_some_and(|b| b.0 >= ON_SCRIPT_FROM);
-                let at = ops.len();
-                for (t, d) in [(SENT, 1), (ON_SCRIPT, u32::from(on_script))] {
-                    ops.push(vigil_sdk::CounterOp {
-                        key: key(t, r.account),
-                        now_ms: r.ts_ms,
-                        window_ms: c.focus_window_ms,
-                        delta: d,
-                    });
+                let on_fleet = f.fleet.is_some_and(|b| b.0 >= ON_FLEET_FROM);
+                for (t, d) in [(SENT, 1), (ON_FLEET, u32::from(on_fleet)), (SCRIPTED, u32::from(f.script.is_some()))] {
+                    counters.push(CounterOp { key: key(t, r.account), now_ms: r.ts_ms, window_ms: c.focus_window_ms, delta: d });
                 }
-                Some((best, at))
-            },
-        );
-        let totals = host.counter_add(&ops);
+                Some(f)
+            })
+            .collect();
+        let totals = host.counter_add(&counters);
         batch
             .iter()
             .zip(found)
             .map(|(r, f)| {
-                let Some((Some((s, id, all, y)), at)) = f else { return Signal::none() };
-                let (Some(&sent), Some(&on)) = (totals.get(at), totals.get(at + 1)) else { return Signal::none() };
-                let focus = if on >= 2 { ((on as f32 / sent as f32 - 0.3) / 0.4).clamp(0.0, 1.0) } else { 0.0 };
-                let weight = if r.young(c.young_days) { 1.0 } else { 0.5 } * if r.org != 0 { 0.3 } else { 1.0 };
-                if s * focus * weight <= 0.0 {
-                    return Signal::none();
-                }
-                let cluster = format!("template:{id:05x}");
-                Signal::new(
-                    s * focus * weight,
-                    &["template-fleet", &cluster],
-                    format!(
-                        "prompt matches {cluster}, sent by ~{all:.0} accounts, ~{y:.0} of them under {:.0} days old; \
-                         {on} of this account's {sent} recent requests follow a fleet script",
-                        c.young_days
-                    ),
-                )
+                let Some(f) = f else { return Signal::none() };
+                let Some(&[sent, on, scripted]) = totals.get(f.at..f.at + 3) else { return Signal::none() };
+                self.signal(r, f, sent, on, scripted)
             })
             .collect()
+    }
+}
+
+impl TemplateFleet {
+    fn signal(&self, r: &Request, f: Found, sent: u64, on: u64, scripted: u64) -> Signal {
+        let c = &self.cfg;
+        let org = if r.org != 0 { 0.3 } else { 1.0 };
+        let mut parts: Vec<(f32, String, String)> = Vec::new();
+        if let Some((s, id, all, y)) = f.fleet {
+            let focus = if on >= 2 { ((on as f32 / sent as f32 - 0.3) / 0.4).clamp(0.0, 1.0) } else { 0.0 };
+            let weight = if r.young(c.young_days) { 1.0 } else { 0.5 } * org;
+            if s * focus * weight > 0.0 {
+                let cluster = format!("template:{id:05x}");
+                let reason = format!(
+                    "prompt matches {cluster}, sent by ~{all} accounts, ~{y} of them under {:.0} days old; \
+                     {on} of this account's {sent} recent openings follow a fleet script",
+                    c.young_days
+                );
+                parts.push((s * focus * weight, cluster, reason));
+            }
+        }
+        if let Some((id, all, rep)) = f.script
+            && scripted >= 2
+        {
+            let share = scripted as f64 / sent.max(1) as f64;
+            let convict = if scripted >= u64::from(c.convict_openings) {
+                ((share - c.convict_share) / (1.0 - c.convict_share).max(1e-9)).clamp(0.0, 1.0) as f32
+            } else {
+                0.0
+            };
+            let s = (c.link_score + (c.convict_score - c.link_score).max(0.0) * convict) * org;
+            let cluster = format!("template:{id:05x}");
+            let reason = format!(
+                "{scripted} of this account's {sent} openings this week follow scripts that few accounts use, \
+                 again and again; this one {cluster}: ~{all} accounts, {rep} of them repeat users"
+            );
+            parts.push((s, cluster, reason));
+        }
+        if parts.is_empty() {
+            return Signal::none();
+        }
+        let score = 1.0 - parts.iter().map(|p| 1.0 - p.0).product::<f32>();
+        let mut labels = vec!["template-fleet"];
+        for p in &parts {
+            if !labels.contains(&p.1.as_str()) {
+                labels.push(&p.1);
+            }
+        }
+        let reason = parts.iter().map(|p| p.2.as_str()).collect::<Vec<_>>().join("; ");
+        Signal::new(score, &labels, reason)
     }
 }
 
@@ -237,9 +363,10 @@ mod tests {
     #[test]
     fn masking_keeps_slot_numbers_from_splitting_a_template() {
         let mut d: TemplateFleet = vigil_sdk::testing::detector();
-        let a = d.buckets("Classify ticket 48213 from user 77 as billing, bug or question, then explain why.");
-        let b = d.buckets("Classify ticket 1002 from user 5 as billing, bug or question, then explain why.");
+        let a = d.keys("Classify ticket 48213 from user 77 as billing, bug or question, then explain why.");
+        let b = d.keys("Classify ticket 1002 from user 5 as billing, bug or question, then explain why.");
+        assert!(!a.is_empty());
         assert_eq!(a, b);
-        assert_eq!(d.buckets("hi"), None);
+        assert_eq!(d.keys("hi"), Vec::<u64>::new());
     }
 }

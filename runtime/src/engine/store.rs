@@ -11,7 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::batch::Batch;
 use crate::batch::handles::IdField;
 use crate::engine::bindings;
-use crate::engine::bindings::vigil::detector::types::{CounterOp, Field, Level, StateEntry};
+use crate::engine::bindings::vigil::detector::types::{CounterOp, Field, Level, SetOp, SetView, StateEntry};
 use crate::engine::grants::Resolver;
 use crate::engine::output::{LogBudget, PluginOutput};
 use crate::plugin::manifest::Grants;
@@ -186,6 +186,29 @@ impl bindings::vigil::detector::host::Host for StoreData {
             let plugin = &*self.plugin;
             tracing::debug!(plugin, refused, "state values refused: over the per-value limit");
         }
+    }
+
+    fn sets_update(&mut self, ops: Vec<SetOp>) -> Vec<SetView> {
+        let mut ns = self.state();
+        ops.into_iter()
+            .map(|op| {
+                let v = ns.set_update(
+                    op.key,
+                    op.member,
+                    op.tags,
+                    op.now_ms,
+                    (op.bucket_ms, op.buckets),
+                    op.since_ms,
+                    op.members,
+                );
+                SetView {
+                    count: v.count,
+                    tagged: (v.tagged[0], v.tagged[1], v.tagged[2], v.tagged[3]),
+                    active_buckets: v.active_buckets,
+                    members: v.members.unwrap_or_default(),
+                }
+            })
+            .collect()
     }
 
     fn counter_add(&mut self, ops: Vec<CounterOp>) -> Vec<u64> {

@@ -20,6 +20,7 @@ use crate::input::record::Record;
 use crate::metrics::Metrics;
 use crate::registry::load::PluginSet;
 use crate::registry::{LivePlugin, Registry, Snapshot};
+use crate::score::campaigns::Campaigns;
 use crate::score::combine::{Decision, PluginResult, Verdict, verdicts};
 use crate::util::lock;
 
@@ -33,6 +34,8 @@ pub struct Scorer {
     pub hasher: Hasher64,
     /// Per-batch counters and timings go here.
     pub metrics: Arc<Metrics>,
+    /// Accounts linked by shared evidence, across batches.
+    pub campaigns: std::sync::Mutex<Campaigns>,
 }
 
 /// Per-plugin totals over a run.
@@ -59,7 +62,13 @@ impl Scorer {
     /// A scorer over whatever `registry` has live, counting into `metrics`.
     pub fn with_registry(registry: Arc<Registry>, config: &Config, metrics: Arc<Metrics>) -> Self {
         let key = config.handle_key().expect("validated config");
-        Self { registry, scoring: config.scoring.clone(), hasher: Hasher64::new(key), metrics }
+        Self {
+            registry,
+            scoring: config.scoring.clone(),
+            hasher: Hasher64::new(key),
+            metrics,
+            campaigns: std::sync::Mutex::new(Campaigns::new(config.campaigns.clone())),
+        }
     }
 
     /// A batch of `records`, with their handles under this scorer's key.
@@ -94,7 +103,16 @@ impl Scorer {
             .zip(&outcomes)
             .map(|(p, o)| PluginResult { plugin: &p.worker.plugin, mode: p.mode, result: &o.result })
             .collect();
-        let v = verdicts(&f.batch, &results, &self.scoring);
+        let mut v = verdicts(&f.batch, &results, &self.scoring);
+        let times: Vec<i64> = f.batch.records.iter().map(|r| r.ts_ms).collect();
+        {
+            let mut c = lock(&self.campaigns);
+            let dropped = c.dropped();
+            c.apply(&mut v, &times, &self.scoring);
+            if c.dropped() > dropped {
+                self.metrics.add("vigil_campaign_links_dropped_total", vec![], (c.dropped() - dropped) as f64);
+            }
+        }
         self.record(plugins, &outcomes, &v);
         (v, outcomes)
     }
