@@ -50,7 +50,11 @@ pub struct Campaigns {
     pub monitor: bool,
     /// Its weight in the combined score.
     pub weight: f64,
-    /// Label kinds (`kind:id`) that link accounts (at most 8).
+    /// Label kinds (`kind:id`) that link accounts (at most 8). The bundled
+    /// detectors give these for what accounts share on purpose: a fan-out
+    /// group, a script, a proxy pool, a card; not for what many innocent
+    /// accounts share too (a `prefix:` crowd, a young fleet's `template:`),
+    /// which is evidence for a verdict but would link bystanders.
     pub kinds: Vec<String>,
     /// A signal's labels link only from this score: a plugin gives a weak
     /// score to a link that is evidence but not a verdict.
@@ -65,12 +69,17 @@ pub struct Campaigns {
     /// ...and two pieces of evidence: a kind of link counts if it ties at
     /// least this many of its accounts...
     pub min_kind_accounts: usize,
-    /// ...and this share of them...
+    /// ...and this share of them, through at least this many labels (one
+    /// card, one prompt or one prefix is one shared thing)...
     pub min_kind_share: f64,
+    pub min_kind_labels: usize,
+    /// ...or through one label shared by at least this many accounts...
+    pub one_label_accounts: usize,
     /// ...and (one more piece) this many accounts flagged on their own.
     pub min_flagged: usize,
-    /// Accounts and labels held at most (memory: about 120 and 100 bytes each).
+    /// Accounts held at most (about 120 bytes each)...
     pub max_accounts: usize,
+    /// ...and labels (about 100 bytes each, plus 12 per member).
     pub max_labels: usize,
     /// How often (in event time) old links are dropped and clusters rebuilt.
     pub rebuild_minutes: u64,
@@ -82,13 +91,15 @@ impl Default for Campaigns {
             enabled: true,
             monitor: false,
             weight: 1.0,
-            kinds: ["fanout", "template", "pool", "card", "prefix"].map(String::from).to_vec(),
+            kinds: ["fanout", "script", "pool", "card"].map(String::from).to_vec(),
             link_min: 0.05,
             window_hours: 7 * 24,
             crowd: 300,
             min_accounts: 5,
             min_kind_accounts: 3,
             min_kind_share: 0.1,
+            min_kind_labels: 2,
+            one_label_accounts: 10,
             min_flagged: 5,
             max_accounts: 200_000,
             max_labels: 200_000,

@@ -1,30 +1,36 @@
 //! template-fleet: campaigns send the same script from many accounts, with
-//! slots filled in (a problem, a repository, a question).
+//! slots filled in (a problem, a repository, a question). A prompt's words
+//! are normalised (case, punctuation; anything with a digit masked), and
+//! two kinds of key come of them, each with a host window set per key of
+//! the accounts that used it this week:
 //!
-//! A conversation's opening prompt is normalised (case, punctuation;
-//! anything with a digit masked) and cut into word 4-grams; a fixed third
-//! of all 4-grams (by hash) are its keys, so two prompts of one script
-//! share the keys of its fixed wording, whatever fills its slots. Per key,
-//! a host window set holds the accounts that opened with it this week,
-//! tagged young (days old) and repeat (the account used the key before,
-//! as a per-account Bloom filter remembers). Two things come of it:
-//! - a **young fleet**: a key crowded with days-old accounts, scored by the
-//!   young share and by the account's focus (its share of recent openings
-//!   on such keys). A popular benign phrasing is crowded too, but by
-//!   accounts of every age, and scores near zero.
-//! - a **script**, whatever the accounts' age: a key that several accounts
-//!   use again and again (most of its accounts are repeat users) while no
-//!   more than `common_share` of all accounts opening conversations this
-//!   week use it (that would be a common phrasing, or a follow-up everyone
-//!   types). Each account that keeps opening with scripts gets a weak score
-//!   and a `template:<key>` label: a link for the campaign stage. An account
-//!   that opens almost only with scripts (`convict_share` of at least
-//!   `convict_openings` openings) is scored on its own: a person's
-//!   openings wander, a sweep's do not.
+//! - **Near-duplicates, for young fleets.** Word pairs, a 16-value MinHash
+//!   signature in 8 bands of 2: prompts sharing most of their word pairs
+//!   (Jaccard 0.7: 99.5%) share a band key, unrelated ones (0.05: 2%) not.
+//!   Accounts are tagged young (days old). A key crowded with young
+//!   accounts is a fleet; the score grows with the young share and the
+//!   account's focus (its share of recent prompts on fleet keys). A popular
+//!   benign phrasing is crowded too, but by accounts of every age.
+//! - **Scripts, for fleets of any age.** A conversation's opening prompt is
+//!   cut into word 4-grams and a fixed third of them (by hash) are its
+//!   script keys, so two openings of one script share the keys of its
+//!   fixed wording whatever fills the slots. Accounts are tagged young and
+//!   repeat (the account used the key before, as a per-account Bloom
+//!   filter remembers). A script key is one that at least
+//!   `script_repeaters` accounts use again and again (most of its users
+//!   are repeat users), that no more than `common_share` of the accounts
+//!   opening conversations this week use (else it is a common phrasing),
+//!   and that is not a young fleet's (those the first kind sees). An
+//!   opening matching scripts in two places, or an account's second
+//!   opening on scripts this week (one shared word sequence is ordinary
+//!   language), gets a weak score and a `script:<key>` label: a link for
+//!   the campaign stage. An account whose openings are nearly all
+//!   scripts (`convict_share` of at least `convict_openings` this week) is
+//!   scored on its own: a person's openings wander, a sweep's do not.
 //!
 //! Memory (host state): per key, about 60 bytes a day it is used while at
 //! most 16 accounts use it that day, else 128 bytes per tag, at most 7
-//! days; per account a 264-byte Bloom filter and four sliding counters.
+//! days; per account a 264-byte Bloom filter and five sliding counters.
 //! Within the host's state bounds, which evict the least recently used keys
 //! (mostly ones a single prompt used).
 
@@ -32,9 +38,9 @@ use serde::Deserialize;
 use vigil_sdk::batch_state::{BatchState, DAY_MS};
 use vigil_sdk::hash::{key, mix, tag};
 use vigil_sdk::sets::{SetViewExt, Shape, crowd_suspicion};
-use vigil_sdk::sketch::Recent;
+use vigil_sdk::sketch::{Recent, minhash};
 use vigil_sdk::text::Words;
-use vigil_sdk::{CounterOp, Detector, Host, Request, RequestExt, Signal};
+use vigil_sdk::{CounterOp, Detector, Host, Request, RequestExt, SetView, Signal};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -42,7 +48,7 @@ pub struct Config {
     pub young_days: f64,
     /// A template needs this many distinct accounts to count as a fleet.
     pub min_accounts: f64,
-    /// Window for an account's focus (share of its openings on a script).
+    /// Window for an account's focus (share of its prompts on a script).
     pub focus_window_ms: u32,
     /// A script: at least this many repeat users...
     pub script_repeaters: u32,
@@ -52,10 +58,11 @@ pub struct Config {
     /// conversations this week (but never fewer than `common_floor`).
     pub common_share: f64,
     pub common_floor: u32,
-    /// The score of an account that keeps opening with scripts (a link).
+    /// The score of an opening on a script (a link).
     pub link_score: f32,
-    /// An account with at least `convict_openings` openings this week, at
-    /// least `convict_share` of them on scripts, scores up to `convict_score`.
+    /// An account with at least `convict_openings` openings on scripts this
+    /// week, `convict_share` of its openings or more, scores up to
+    /// `convict_score`.
     pub convict_openings: u32,
     pub convict_share: f64,
     pub convict_score: f32,
@@ -79,21 +86,24 @@ impl Default for Config {
     }
 }
 
+const BAND: u64 = tag("template-fleet/band");
 const GRAM: u64 = tag("template-fleet/gram");
 const OPENERS: u64 = tag("template-fleet/openers");
 const MEMORY: u64 = tag("template-fleet/memory");
 const SENT: u64 = tag("template-fleet/sent");
 const ON_FLEET: u64 = tag("template-fleet/on-script");
+const OPENINGS: u64 = tag("template-fleet/openings");
 const SCRIPTED: u64 = tag("template-fleet/scripted");
 /// A request counts as "on a fleet script" from this crowd suspicion.
 const ON_FLEET_FROM: f32 = 0.3;
-/// Keys per prompt at most (a long prompt has many 4-grams).
-const MAX_KEYS: usize = 12;
+const BANDS: usize = 8;
+/// Script keys per opening at most (a long prompt has many 4-grams).
+const MAX_GRAMS: usize = 12;
 const YOUNG: u8 = 1;
 const REPEAT: u8 = 2;
 /// Keys, and who opens conversations: a week, by day.
 const WEEK: Shape = Shape::new(DAY_MS, 7);
-/// The per-account memory of keys: two epochs of half a week.
+/// The per-account memory of script keys: two epochs of half a week.
 const EPOCH_MS: i64 = 7 * DAY_MS / 2;
 
 type Memory = Recent<128>;
@@ -101,33 +111,66 @@ type Memory = Recent<128>;
 pub struct TemplateFleet {
     cfg: Config,
     words: Words,
+    /// The parsed prompt's word hashes, digits masked.
+    masked: Vec<u64>,
     memory: BatchState<Memory>,
 }
 
-/// What one opening's keys say.
+/// One request's keys.
+struct Keys {
+    bands: Option<[u64; BANDS]>,
+    /// Script keys, for a conversation's opening only.
+    grams: Vec<u64>,
+}
+
+/// What one request's keys say.
 #[derive(Clone, Copy, Default)]
 struct Found {
-    /// The young-fleet suspicion of its best key, with (key id, accounts, young).
+    /// The young-fleet suspicion of its best band, with (id, accounts, young).
     fleet: Option<(f32, u64, u32, u32)>,
-    /// Its script key with the most repeat users: (key id, accounts, repeaters).
+    /// Its script key with the most repeat users: (id, accounts, repeaters).
     script: Option<(u64, u32, u32)>,
+    /// How many of its keys are script keys.
+    script_keys: usize,
+    /// Whether it is an opening (it has script keys).
+    opening: bool,
     /// Where its counters are in the batch's counter call.
     at: usize,
 }
 
 impl TemplateFleet {
-    /// The keys of a prompt: its sampled word 4-grams (digits masked); none
-    /// for a prompt under six words.
-    pub fn keys(&mut self, prompt: &str) -> Vec<u64> {
+    /// Parses `prompt` into `self.masked`; false for one under six words.
+    fn parse(&mut self, prompt: &str) -> bool {
         self.words.parse(prompt);
-        let n = self.words.len();
-        if n < 6 {
-            return Vec::new();
-        }
         let masked = tag("#");
-        let w: Vec<u64> =
-            (0..n).map(|i| if self.words.has_digit(i) { masked } else { self.words.hashes()[i] }).collect();
-        let mut keys: Vec<u64> = w
+        let words = &self.words;
+        self.masked.clear();
+        self.masked.extend((0..words.len()).map(|i| if words.has_digit(i) { masked } else { words.hashes()[i] }));
+        self.masked.len() >= 6
+    }
+
+    /// The band keys of a prompt (none for one too short to tell).
+    pub fn buckets(&mut self, prompt: &str) -> Option<[u64; BANDS]> {
+        self.parse(prompt).then(|| self.bands())
+    }
+
+    fn bands(&self) -> [u64; BANDS] {
+        // minhash mixes each feature, so the pair needs only combining.
+        let sig = minhash::<{ 2 * BANDS }>(
+            self.masked.windows(2).filter(|p| p[0] != 0 && p[1] != 0).map(|p| p[0] ^ p[1].rotate_left(17)),
+        );
+        std::array::from_fn(|b| key(BAND ^ b as u64, sig[2 * b] ^ sig[2 * b + 1].rotate_left(29)))
+    }
+
+    /// The script keys of a prompt: a fixed third of its word 4-grams
+    /// (none for one under six words).
+    pub fn grams(&mut self, prompt: &str) -> Vec<u64> {
+        if self.parse(prompt) { self.gram_keys() } else { Vec::new() }
+    }
+
+    fn gram_keys(&self) -> Vec<u64> {
+        let mut keys: Vec<u64> = self
+            .masked
             .windows(4)
             .map(|g| mix(g[0] ^ g[1].rotate_left(13) ^ g[2].rotate_left(29) ^ g[3].rotate_left(43)))
             .filter(|h| h % 3 == 0)
@@ -135,54 +178,60 @@ impl TemplateFleet {
             .collect();
         keys.sort_unstable();
         keys.dedup();
-        keys.truncate(MAX_KEYS);
+        keys.truncate(MAX_GRAMS);
         keys
+    }
+
+    fn keys(&mut self, r: &Request) -> Keys {
+        let none = Keys { bands: None, grams: Vec::new() };
+        let Some(prompt) = r.prompt.as_deref().filter(|_| r.account != 0) else { return none };
+        if !self.parse(prompt) {
+            return none;
+        }
+        // Scripts only open conversations; the follow-ups everyone types
+        // ("can you give me an example") are no script.
+        let opening = r.turn.unwrap_or(1) <= 1;
+        Keys { bands: Some(self.bands()), grams: if opening { self.gram_keys() } else { Vec::new() } }
     }
 }
 
 impl Detector for TemplateFleet {
-    const DESCRIPTION: &'static str = "Prompt scripts shared across accounts: fleets of young accounts on one script, \
-         and accounts of any age that keep opening conversations with a script few others use (word 4-grams, window sets)";
+    const DESCRIPTION: &'static str = "Prompt scripts shared across accounts: fleets of young accounts on one template \
+         (MinHash bands), and accounts of any age that keep opening conversations with a script (word 4-grams)";
     type Config = Config;
 
     fn new(cfg: Config) -> Result<Self, String> {
         if cfg.script_repeaters < 2 || !(0.0..=1.0).contains(&cfg.common_share) {
             return Err("config: script_repeaters must be at least 2 and common_share in [0, 1]".into());
         }
-        Ok(Self { cfg, words: Words::new(), memory: BatchState::new(Memory::decode, Memory::encode) })
+        Ok(Self { cfg, words: Words::new(), masked: Vec::new(), memory: BatchState::new(Memory::decode, Memory::encode) })
     }
 
     fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
-        // Only conversation openings: a script opens a conversation, and
-        // the follow-ups everyone types ("can you give me an example") are
-        // no script.
-        let keys: Vec<Vec<u64>> = batch
-            .iter()
-            .map(|r| match r.prompt.as_deref() {
-                Some(p) if r.account != 0 && r.turn.unwrap_or(1) <= 1 => self.keys(p),
-                _ => Vec::new(),
-            })
-            .collect();
+        let keys: Vec<Keys> = batch.iter().map(|r| self.keys(r)).collect();
         let (Some(earliest), Some(latest)) =
             (batch.iter().map(|r| r.ts_ms).min(), batch.iter().map(|r| r.ts_ms).max())
         else {
             return Vec::new();
         };
-        let accounts: Vec<u64> =
-            batch.iter().zip(&keys).filter(|(_, k)| !k.is_empty()).map(|(r, _)| key(MEMORY, r.account)).collect();
-        self.memory.prefetch(host, &accounts, earliest);
+        let openers: Vec<u64> =
+            batch.iter().zip(&keys).filter(|(_, k)| !k.grams.is_empty()).map(|(r, _)| key(MEMORY, r.account)).collect();
+        self.memory.prefetch(host, &openers, earliest);
         let c = &self.cfg;
-        // Every opening's keys, added and read in one host call: first who
-        // opens conversations at all, then each key.
+        // Every request's keys, added and read in one host call: its bands;
+        // for an opening, who opens conversations at all, then each script key.
         let mut ops = Vec::new();
         for (r, k) in batch.iter().zip(&keys) {
-            if k.is_empty() {
+            let young = u8::from(r.young(c.young_days)) * YOUNG;
+            for &b in k.bands.iter().flatten() {
+                ops.push(WEEK.add(b, r.account, young, r.ts_ms));
+            }
+            if k.grams.is_empty() {
                 continue;
             }
             let memory = self.memory.get(host, key(MEMORY, r.account), r.ts_ms);
-            let young = u8::from(r.young(c.young_days)) * YOUNG;
             ops.push(WEEK.add(OPENERS, r.account, 0, r.ts_ms));
-            for &g in k {
+            for &g in &k.grams {
                 let repeat = u8::from(memory.seen_then_add(g, r.ts_ms, EPOCH_MS)) * REPEAT;
                 ops.push(WEEK.add(g, r.account, young | repeat, r.ts_ms));
             }
@@ -195,30 +244,33 @@ impl Detector for TemplateFleet {
             .iter()
             .zip(&keys)
             .map(|(r, k)| {
-                if k.is_empty() {
-                    return None;
-                }
-                let openers = views.next()?.count;
-                let cap = (c.common_share * f64::from(openers)).max(f64::from(c.common_floor));
-                let mut f = Found { at: counters.len(), ..Found::default() };
-                for &g in k {
+                let bands = k.bands?;
+                let mut f = Found { at: counters.len(), opening: !k.grams.is_empty(), ..Found::default() };
+                for b in bands {
                     let v = views.next()?;
-                    let (all, young, rep) = (v.count, v.tagged_with(YOUNG), v.tagged_with(REPEAT));
-                    let s = crowd_suspicion(f64::from(all), f64::from(young), c.min_accounts, f64::MAX);
-                    if s > 0.0 && f.fleet.is_none_or(|b| s > b.0) {
-                        f.fleet = Some((s, g >> 44, all, young));
+                    let s = crowd_suspicion(f64::from(v.count), f64::from(v.tagged_with(YOUNG)), c.min_accounts, f64::MAX);
+                    if s > 0.0 && f.fleet.is_none_or(|best| s > best.0) {
+                        f.fleet = Some((s, b >> 44, v.count, v.tagged_with(YOUNG)));
                     }
-                    let script = rep >= c.script_repeaters
-                        && f64::from(rep) >= c.script_repeat_share * f64::from(all)
-                        && f64::from(all) <= cap;
-                    if script && f.script.is_none_or(|b| rep > b.2) {
-                        f.script = Some((g >> 44, all, rep));
-                    }
+                }
+                if f.opening {
+                    let openers = views.next()?.count;
+                    let grams: Vec<&SetView> = k.grams.iter().map(|_| views.next()).collect::<Option<_>>()?;
+                    (f.script, f.script_keys) = self.script(&k.grams, &grams, openers);
                 }
                 let on_fleet = f.fleet.is_some_and(|b| b.0 >= ON_FLEET_FROM);
-                for (t, d) in [(SENT, 1), (ON_FLEET, u32::from(on_fleet)), (SCRIPTED, u32::from(f.script.is_some()))] {
-                    counters.push(CounterOp { key: key(t, r.account), now_ms: r.ts_ms, window_ms: c.focus_window_ms, delta: d });
-                }
+                let mut count = |t: u64, d: bool| {
+                    counters.push(CounterOp {
+                        key: key(t, r.account),
+                        now_ms: r.ts_ms,
+                        window_ms: c.focus_window_ms,
+                        delta: u32::from(d),
+                    })
+                };
+                count(SENT, true);
+                count(ON_FLEET, on_fleet);
+                count(OPENINGS, f.opening);
+                count(SCRIPTED, f.script.is_some());
                 Some(f)
             })
             .collect();
@@ -228,15 +280,39 @@ impl Detector for TemplateFleet {
             .zip(found)
             .map(|(r, f)| {
                 let Some(f) = f else { return Signal::none() };
-                let Some(&[sent, on, scripted]) = totals.get(f.at..f.at + 3) else { return Signal::none() };
-                self.signal(r, f, sent, on, scripted)
+                let Some(&[sent, on, openings, scripted]) = totals.get(f.at..f.at + 4) else { return Signal::none() };
+                self.signal(r, f, [sent, on, openings, scripted])
             })
             .collect()
     }
 }
 
 impl TemplateFleet {
-    fn signal(&self, r: &Request, f: Found, sent: u64, on: u64, scripted: u64) -> Signal {
+    /// The opening's best script key, and how many of its keys are script keys.
+    fn script(&self, grams: &[u64], views: &[&SetView], openers: u32) -> (Option<(u64, u32, u32)>, usize) {
+        let c = &self.cfg;
+        let cap = (c.common_share * f64::from(openers)).max(f64::from(c.common_floor));
+        let mut best: Option<(u64, u32, u32)> = None;
+        let mut matched = 0;
+        for (g, v) in grams.iter().zip(views) {
+            let (all, young, rep) = (v.count, v.tagged_with(YOUNG), v.tagged_with(REPEAT));
+            let script = rep >= c.script_repeaters
+                && f64::from(rep) >= c.script_repeat_share * f64::from(all)
+                && f64::from(all) <= cap
+                && 2 * young < all;
+            if script {
+                matched += 1;
+                if best.is_none_or(|b| rep > b.2) {
+                    best = Some((g >> 44, all, rep));
+                }
+            }
+        }
+        (best, matched)
+    }
+}
+
+impl TemplateFleet {
+    fn signal(&self, r: &Request, f: Found, [sent, on, openings, scripted]: [u64; 4]) -> Signal {
         let c = &self.cfg;
         let org = if r.org != 0 { 0.3 } else { 1.0 };
         let mut parts: Vec<(f32, String, String)> = Vec::new();
@@ -247,25 +323,29 @@ impl TemplateFleet {
                 let cluster = format!("template:{id:05x}");
                 let reason = format!(
                     "prompt matches {cluster}, sent by ~{all} accounts, ~{y} of them under {:.0} days old; \
-                     {on} of this account's {sent} recent openings follow a fleet script",
+                     {on} of this account's {sent} recent prompts follow a fleet script",
                     c.young_days
                 );
                 parts.push((s * focus * weight, cluster, reason));
             }
         }
+        // One shared word sequence ("what is the result") is ordinary
+        // language: a link takes an opening matching scripts in two places
+        // (or in the one place a short prompt has), or two openings on
+        // scripts this week.
         if let Some((id, all, rep)) = f.script
-            && scripted >= 2
+            && (f.script_keys >= 2 || scripted >= 2)
         {
-            let share = scripted as f64 / sent.max(1) as f64;
+            let share = scripted as f64 / openings.max(1) as f64;
             let convict = if scripted >= u64::from(c.convict_openings) {
                 ((share - c.convict_share) / (1.0 - c.convict_share).max(1e-9)).clamp(0.0, 1.0) as f32
             } else {
                 0.0
             };
             let s = (c.link_score + (c.convict_score - c.link_score).max(0.0) * convict) * org;
-            let cluster = format!("template:{id:05x}");
+            let cluster = format!("script:{id:05x}");
             let reason = format!(
-                "{scripted} of this account's {sent} openings this week follow scripts that few accounts use, \
+                "{scripted} of this account's {openings} openings this week follow scripts that few accounts use, \
                  again and again; this one {cluster}: ~{all} accounts, {rep} of them repeat users"
             );
             parts.push((s, cluster, reason));
@@ -363,10 +443,12 @@ mod tests {
     #[test]
     fn masking_keeps_slot_numbers_from_splitting_a_template() {
         let mut d: TemplateFleet = vigil_sdk::testing::detector();
-        let a = d.keys("Classify ticket 48213 from user 77 as billing, bug or question, then explain why.");
-        let b = d.keys("Classify ticket 1002 from user 5 as billing, bug or question, then explain why.");
-        assert!(!a.is_empty());
-        assert_eq!(a, b);
-        assert_eq!(d.keys("hi"), Vec::<u64>::new());
+        let a = "Classify ticket 48213 from user 77 as billing, bug or question, then explain why.";
+        let b = "Classify ticket 1002 from user 5 as billing, bug or question, then explain why.";
+        assert_eq!(d.buckets(a), d.buckets(b));
+        assert!(!d.grams(a).is_empty());
+        assert_eq!(d.grams(a), d.grams(b));
+        assert_eq!(d.buckets("hi"), None);
+        assert_eq!(d.grams("hi"), Vec::<u64>::new());
     }
 }

@@ -6,8 +6,10 @@
 //! account to every other account that carried it within the window: the
 //! accounts fall into clusters (union-find). A cluster is *raised* when its
 //! evidence is independent: at least two pieces, each either a kind of link
-//! that ties a fair share of the cluster (three accounts and a tenth, say),
-//! or several of its accounts flagged on their own. Then every member, the
+//! that ties a fair share of the cluster (three accounts and a tenth, say)
+//! through several labels (several cards, prompts or prefixes) or through
+//! one label many accounts share (a script two hundred accounts keep
+//! sending), or several of its accounts flagged on their own. Then every member, the
 //! quiet ones too, gets a `campaign` signal naming the cluster and its
 //! evidence, so an analyst sees why an account that did little was
 //! blocked. One innocent kind of sharing (one NAT, one popular prompt, one
@@ -53,6 +55,9 @@ struct Tally {
     size: u32,
     /// Accounts with each kind of link.
     per_kind: [u32; MAX_KINDS],
+    /// Labels of each kind (one shared thing is one label: one NAT, one
+    /// card, one prompt).
+    labels: [u32; MAX_KINDS],
     /// Accounts flagged on their own.
     flagged: u32,
     /// The oldest member (lowest `seq`).
@@ -239,8 +244,12 @@ impl Campaigns {
             None => l.members.push((a, ts)),
         }
         self.add_kind(a, kind);
-        if let Some(b) = first {
-            self.union(a, b);
+        match first {
+            Some(b) => self.union(a, b),
+            None => {
+                let r = self.find(a);
+                self.tallies[r as usize].labels[kind as usize] += 1;
+            }
         }
     }
 
@@ -288,6 +297,9 @@ impl Campaigns {
         for (k, n) in into.per_kind.iter_mut().zip(t.per_kind) {
             *k += n;
         }
+        for (k, n) in into.labels.iter_mut().zip(t.labels) {
+            *k += n;
+        }
         let (o1, o2) = (into.oldest, t.oldest);
         self.tallies[ra as usize].oldest = if seq(self, o2) < seq(self, o1) { o2 } else { o1 };
     }
@@ -301,9 +313,9 @@ impl Campaigns {
         let mut n = 0;
         let mut parts = Vec::new();
         for (k, &count) in t.per_kind.iter().enumerate().take(c.kinds.len()) {
-            if count >= need {
+            if count >= need && (t.labels[k] as usize >= c.min_kind_labels || count as usize >= c.one_label_accounts) {
                 n += 1;
-                parts.push(format!("{} links {count}", c.kinds[k]));
+                parts.push(format!("{} links {count} through {} {}s", c.kinds[k], t.labels[k], c.kinds[k]));
             }
         }
         if t.flagged as usize >= c.min_flagged {
@@ -382,6 +394,8 @@ impl Campaigns {
                 m.0 = keep[m.0 as usize];
             }
             let Some(&(first, _)) = l.members.first() else { continue };
+            let r = self.find(first);
+            self.tallies[r as usize].labels[l.kind as usize] += 1;
             for &(a, _) in &l.members {
                 self.add_kind(a, l.kind);
                 self.union(a, first);
@@ -497,7 +511,7 @@ mod tests {
         assert_eq!(s, 0.75);
         assert!(out[0].decision != Decision::Allow, "{:?}", out[0]);
         let r = &out[0].signals.last().unwrap().reason;
-        assert!(r.contains("12 linked accounts") && r.contains("card links 12") && r.contains("pool links 12"), "{r}");
+        assert!(r.contains("12 linked accounts") && r.contains("card links 12 through 3 cards") && r.contains("pool links 12"), "{r}");
         let clusters = c.clusters();
         assert_eq!(clusters.len(), 1);
         assert_eq!(clusters[0].accounts.len(), 12);
@@ -516,12 +530,26 @@ mod tests {
     }
 
     #[test]
+    fn one_card_and_one_shared_prompt_are_not_two_pieces_of_evidence() {
+        let mut c = Campaigns::new(Config::default());
+        // A family of three on one card; one of them and two strangers sent
+        // the same prompt at the same time.
+        let mut vs: Vec<(Verdict, i64)> = (0..3).map(|i| (verdict(&format!("h{i}"), &[("card:home", 0.1)], false), i)).collect();
+        for a in ["h0", "x1", "x2"] {
+            vs.push((verdict(a, &[("fanout:p", 0.1)], false), 10));
+        }
+        let out = run(&mut c, vs);
+        assert!(out.iter().all(|v| campaign_score(v).is_none()));
+    }
+
+    #[test]
     fn a_small_second_kind_in_a_big_cluster_is_not_evidence() {
         let mut c = Campaigns::new(Config::default());
-        // 100 accounts on one prefix; 3 of them also share a family card.
-        let mut vs: Vec<(Verdict, i64)> = (0..100).map(|i| (verdict(&format!("m{i}"), &[("pool:x", 0.2)], false), i)).collect();
-        for i in 0..3 {
-            vs.push((verdict(&format!("m{i}"), &[("card:family", 0.2)], false), 200));
+        // 100 accounts on two prefixes; 6 of them also share family cards.
+        let mut vs: Vec<(Verdict, i64)> =
+            (0..100).map(|i| (verdict(&format!("m{i}"), &[("pool:x", 0.2), (&format!("pool:{}", i % 2), 0.2)], false), i)).collect();
+        for i in 0..6 {
+            vs.push((verdict(&format!("m{i}"), &[(&format!("card:family{}", i / 3), 0.2)], false), 200));
         }
         let out = run(&mut c, vs);
         assert!(out.iter().all(|v| campaign_score(v).is_none()));
@@ -560,7 +588,7 @@ mod tests {
     fn links_older_than_the_window_are_forgotten() {
         let mut c = Campaigns::new(Config::default());
         let vs = (0..12)
-            .map(|i| (verdict(&format!("a{i}"), &[(&format!("card:{}", i / 4), 0.1), ("pool:p", 0.1)], false), 0))
+            .map(|i| (verdict(&format!("a{i}"), &[(&format!("card:{}", i / 4), 0.1), (&format!("pool:{}", i % 2), 0.1)], false), 0))
             .collect();
         run(&mut c, vs);
         assert!(campaign_score(&run(&mut c, vec![(verdict("a1", &[], false), H)])[0]).is_some());
