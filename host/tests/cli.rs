@@ -44,7 +44,15 @@ fn score_writes_one_valid_verdict_per_line_in_order() {
             v["signals"].as_array().unwrap().iter().map(|s| s["plugin"].as_str().unwrap()).collect();
         assert_eq!(
             plugins,
-            ["lockstep", "output-harvest", "reasoning-elicitation", "shared-infra", "template-fleet", "velocity"]
+            [
+                "fanout",
+                "lockstep",
+                "output-harvest",
+                "reasoning-elicitation",
+                "shared-infra",
+                "template-fleet",
+                "velocity"
+            ]
         );
     }
     let err = text(&out.stderr);
@@ -145,7 +153,7 @@ fn keygen_sign_and_a_trust_policy_that_check_and_score_apply() {
     // The bundled set is trusted as built: every plugin loads.
     let out = vigil(&["--config", &p("vigil.toml"), "score", "--plugins", &p("plugins")], &(rec(0) + "\n"));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).matches("\"plugin\":").count(), 6, "{}", text(&out.stdout));
+    assert_eq!(text(&out.stdout).matches("\"plugin\":").count(), 7, "{}", text(&out.stdout));
 
     // A changed, unsigned manifest is no longer the built one: refused, and
     // score refuses to run without it unless told to go on.

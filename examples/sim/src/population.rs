@@ -463,11 +463,18 @@ fn mimics(
             (vec![residential_ip(rng)], Hop::PerRequest)
         };
         let sdk = rng.gen_bool(b.developer_share + b.cloud_share);
+        // Ages as the benign population's: bought accounts of every age, a
+        // few opened during the period.
+        let created = if rng.gen_bool(b.new_signup_share) {
+            from + rng.gen_range(0..(to - from).max(1))
+        } else {
+            from - rng.gen_range(7 * DAY_MS..900 * DAY_MS)
+        };
         accounts.push(Account {
             id: format!("acct-{}", hex(rng)),
             role: Role::Campaign(ci),
-            created_ms: from - rng.gen_range(30 * DAY_MS..900 * DAY_MS),
-            active_from: from,
+            created_ms: created,
+            active_from: created.max(from),
             active_to: to,
             org: None,
             api_key: format!("key-{}", hex(rng)),
