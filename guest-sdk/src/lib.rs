@@ -55,7 +55,9 @@ pub mod bindings {
 }
 
 #[cfg(feature = "guest")]
-pub use bindings::vigil::detector::types::{CounterOp, Field, Info, Level, Request, SetOp, SetView, Signal, StateEntry};
+pub use bindings::vigil::detector::types::{
+    CounterOp, Field, Info, Level, Request, SetOp, SetView, Signal, StateEntry,
+};
 #[cfg(feature = "guest")]
 pub use detector::{Detector, Host, NoConfig, WasmHost, parse_config};
 #[cfg(feature = "guest")]

@@ -121,9 +121,7 @@ impl Bucket {
     fn cost(&self) -> usize {
         match self {
             Bucket::Exact(v) => 32 + 16 * v.capacity(),
-            Bucket::Sketch(s) => {
-                48 + HyperLogLog::<7>::BYTES * (1 + s.tagged.iter().filter(|h| h.is_some()).count())
-            }
+            Bucket::Sketch(s) => 48 + HyperLogLog::<7>::BYTES * (1 + s.tagged.iter().filter(|h| h.is_some()).count()),
         }
     }
 }
@@ -159,6 +157,14 @@ impl Shape {
     #[cfg(feature = "guest")]
     pub fn insert(&self, key: u64, member: u64, tags: u8, now_ms: i64) -> crate::SetOp {
         self.op(key, member, tags, now_ms, now_ms, false)
+    }
+
+    /// Adds `member` under `tags` at `now_ms` and reads nothing (the view
+    /// comes back empty): for a big set read once per batch instead of once
+    /// per add, since reading a sketched week costs a merge of seven.
+    #[cfg(feature = "guest")]
+    pub fn put(&self, key: u64, member: u64, tags: u8, now_ms: i64) -> crate::SetOp {
+        self.op(key, member, tags, now_ms, i64::MAX, false)
     }
 
     /// Reads `since_ms..=now_ms`, listing the members if asked (and known).
@@ -308,7 +314,7 @@ impl WindowSet {
         // The common case, one exact bucket, costs no allocation beyond
         // the member list asked for.
         let mut exact: Vec<(u64, u8)> = Vec::new();
-        let mut sketch: Option<Sketch> = None;
+        let mut sketches: Vec<&Sketch> = Vec::new();
         let mut single: Option<&Vec<(u64, u8)>> = None;
         let mut n = 0;
         for b in range {
@@ -328,18 +334,30 @@ impl WindowSet {
                     if let Some(e) = single.take() {
                         exact.extend_from_slice(e);
                     }
-                    sketch.get_or_insert_with(Default::default).merge(s);
+                    sketches.push(s);
                 }
             }
         }
         view.active_buckets = n;
-        if let Some(mut s) = sketch {
-            for &(m, tags) in exact.iter().chain(single.into_iter().flatten()) {
-                s.add(m, tags);
+        if !sketches.is_empty() {
+            // Exact members go into the union as a sketch would hold them.
+            let exact: Vec<(u64, u8)> = exact.into_iter().chain(single.into_iter().flatten().copied()).collect();
+            let mut all = HyperLogLog::union(sketches.iter().map(|s| &s.all));
+            for &(m, _) in &exact {
+                all.add(m);
             }
-            view.count = s.all.estimate().round() as u32;
-            for (c, h) in view.tagged.iter_mut().zip(&s.tagged) {
-                *c = h.as_ref().map_or(0, |h| h.estimate().round() as u32);
+            view.count = all.estimate().round() as u32;
+            for (t, c) in view.tagged.iter_mut().enumerate() {
+                let parts = sketches.iter().filter_map(|s| s.tagged[t].as_ref());
+                let members = exact.iter().filter(|e| e.1 & (1 << t) != 0);
+                if parts.clone().next().is_none() && members.clone().next().is_none() {
+                    continue;
+                }
+                let mut h = HyperLogLog::union(parts);
+                for &(m, _) in members {
+                    h.add(m);
+                }
+                *c = h.estimate().round() as u32;
             }
             return view;
         }

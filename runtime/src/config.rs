@@ -651,12 +651,16 @@ impl Config {
         if c.kinds.len() > 8 || c.kinds.iter().any(|k| k.is_empty() || k.contains(':')) {
             return bad("campaigns.kinds: at most 8 label kinds, each a non-empty word without ':'".into());
         }
-        if !(0.0..=1.0).contains(&c.weight) || !(0.0..=1.0).contains(&c.link_min) || !(0.0..=1.0).contains(&c.min_kind_share)
+        if !(0.0..=1.0).contains(&c.weight)
+            || !(0.0..=1.0).contains(&c.link_min)
+            || !(0.0..=1.0).contains(&c.min_kind_share)
         {
             return bad("campaigns.weight, link_min and min_kind_share must be in [0, 1]".into());
         }
         if c.window_hours == 0 || c.rebuild_minutes == 0 || c.crowd < 2 || c.min_accounts < 2 {
-            return bad("campaigns.window_hours and rebuild_minutes must be positive, crowd and min_accounts at least 2".into());
+            return bad(
+                "campaigns.window_hours and rebuild_minutes must be positive, crowd and min_accounts at least 2".into(),
+            );
         }
         Ok(())
     }

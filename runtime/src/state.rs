@@ -26,7 +26,10 @@ enum Key {
 
 #[derive(Debug, Clone)]
 enum Entry {
-    Value { data: Vec<u8>, expires_at_ms: Option<i64> },
+    Value {
+        data: Vec<u8>,
+        expires_at_ms: Option<i64>,
+    },
     Counter(SlidingCounter),
     /// Cross-account state that merges exactly (see `vigil_sdk::sets`).
     Set(WindowSet),

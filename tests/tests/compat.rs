@@ -32,10 +32,8 @@ fn a_0_1_0_plugin_loads_and_scores_as_todays_build() {
     let old_state = StateStore::new(Default::default());
     let new_state = StateStore::new(Default::default());
     let old = scorer(vec![files("velocity", OLD_WASM, OLD_MANIFEST)], &old_state);
-    let new = scorer(
-        vec![files("velocity", wasm::bundled("velocity"), wasm::bundled_manifest("velocity"))],
-        &new_state,
-    );
+    let new =
+        scorer(vec![files("velocity", wasm::bundled("velocity"), wasm::bundled_manifest("velocity"))], &new_state);
     let before = scores(&old, burst(0, 400));
     assert_eq!(before, scores(&new, burst(0, 400)));
     assert!(before[0].0 == 0.0 && before[399].0 >= 0.4, "the burst scores: {:?}", before[399]);
@@ -47,10 +45,7 @@ fn state_carries_across_an_update_from_0_1_0_and_back() {
     let old = scorer(vec![files("velocity", OLD_WASM, OLD_MANIFEST)], &state);
     let first = scores(&old, burst(0, 200));
     drop(old);
-    let new = scorer(
-        vec![files("velocity", wasm::bundled("velocity"), wasm::bundled_manifest("velocity"))],
-        &state,
-    );
+    let new = scorer(vec![files("velocity", wasm::bundled("velocity"), wasm::bundled_manifest("velocity"))], &state);
     let second = scores(&new, burst(200, 200));
     drop(new);
     let old = scorer(vec![files("velocity", OLD_WASM, OLD_MANIFEST)], &state);

@@ -40,8 +40,7 @@ fn log() -> Vec<Record> {
 fn score(runtime: &Runtime, records: &[Record]) -> StateStore {
     let config = Config::default();
     let state = StateStore::new(Default::default());
-    let plugins =
-        SET_USERS.iter().map(|n| files(n, wasm::bundled(n), wasm::bundled_manifest(n))).collect();
+    let plugins = SET_USERS.iter().map(|n| files(n, wasm::bundled(n), wasm::bundled_manifest(n))).collect();
     let set = load::load(runtime, &config, &state, plugins, &Default::default(), None);
     assert!(set.failures.is_empty(), "{:?}", set.failures);
     let scorer = Scorer::new(set, &config);
@@ -51,7 +50,10 @@ fn score(runtime: &Runtime, records: &[Record]) -> StateStore {
     state
 }
 
-fn sets(s: &StateStore) -> Vec<(String, Vec<(u64, Vec<u8>)>)> {
+/// Each namespace's window sets, encoded, by key.
+type Sets = Vec<(String, Vec<(u64, Vec<u8>)>)>;
+
+fn sets(s: &StateStore) -> Sets {
     s.names().into_iter().map(|n| (n.clone(), lock(&s.namespace(&n)).sets())).collect()
 }
 

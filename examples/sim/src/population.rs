@@ -200,7 +200,7 @@ impl Population {
                 org: None,
                 api_key: format!("key-{}", hex(rng)),
                 ips: proxies.choose_multiple(rng, 6).cloned().collect(),
-                user_agent: *SDKS.choose(rng).unwrap(),
+                user_agent: SDKS.choose(rng).unwrap(),
                 card: format!("pf-{}", hex(rng)),
                 rate_per_day: b.requests_per_day * lognormal(rng, 0.9),
                 tz_hours: *[-5i64, 0, 1, 8].choose(rng).unwrap(),

@@ -127,10 +127,7 @@ fn per_account_features_stay_near_chance_on_the_mimicry_preset() {
     let mut s = Scenario::preset("mimicry", 5).expect("a preset");
     s.benign.accounts /= 4;
     let pop = population(&s);
-    let truth: HashMap<String, bool> = pop
-        .truth(&s)
-        .map(|t| (t.account, t.label == "campaign"))
-        .collect();
+    let truth: HashMap<String, bool> = pop.truth(&s).map(|t| (t.account, t.label == "campaign")).collect();
     let reqs: Vec<Request> = Simulator::new(&s, &pop).collect();
     let f = features(&reqs);
     let mut rows: Vec<([f64; N], bool)> = f.iter().map(|(a, x)| (*x, truth[a])).collect();
@@ -161,5 +158,9 @@ fn per_account_features_stay_near_chance_on_the_mimicry_preset() {
     let threshold = neg[neg.len() / 1000];
     let recall = pos.iter().filter(|&&p| p > threshold).count() as f64 / pos.len() as f64;
     eprintln!("{}\ncombination: AUC {a:.3}, recall {recall:.3} at 0.1% FPR", report.join("\n"));
-    assert!(a < 0.62 && recall < 0.03, "the combination: AUC {a:.3}, recall {recall:.3} at 0.1% FPR\n{}", report.join("\n"));
+    assert!(
+        a < 0.62 && recall < 0.03,
+        "the combination: AUC {a:.3}, recall {recall:.3} at 0.1% FPR\n{}",
+        report.join("\n")
+    );
 }

@@ -1,6 +1,8 @@
 //! `vigil demo`: the product on an embedded default. Simulate the default
 //! scenario, score it with the bundled detectors, evaluate against the
-//! truth, report (terminal and a self-contained HTML page), then the
+//! truth; the same for the mimicry preset (campaigns that look like
+//! customers, visible only in what their accounts share), with one campaign
+//! cluster drawn; report (terminal and a self-contained HTML page), then the
 //! incident moment through the real reload path of `vigil serve`: a
 //! stealthy campaign the running detectors miss, a detector hot-patched in
 //! the watched directory, detection rising with no restart and state kept.
@@ -17,6 +19,7 @@ use vigil_sim::{Scenario, Simulator, eval};
 use vigil_runtime::config::Config;
 use vigil_runtime::engine::Runtime;
 use vigil_runtime::input::record::Record;
+use vigil_runtime::score::campaigns::Cluster;
 use vigil_runtime::score::cases::CaseBook;
 use vigil_runtime::score::combine::Decision;
 use vigil_runtime::score::pipeline::Scorer;
@@ -35,6 +38,8 @@ struct Scored {
     first_flag: HashMap<String, i64>,
     report: eval::Report,
     clusters: Vec<(String, usize)>,
+    /// The campaign cluster with the most accounts quiet on their own.
+    campaign: Option<Cluster>,
     start_ms: i64,
     end_ms: i64,
 }
@@ -54,19 +59,35 @@ pub fn run(config: &Config, out_dir: &Path, seed: u64) -> anyhow::Result<()> {
     let scored = simulate_and_score(config, &scenario, out_dir)?;
     writeln!(
         term,
-        "   scored {} requests with the 6 bundled detectors in {:.1} s ({:.0} requests/s)\n",
+        "   scored {} requests with the {} bundled detectors in {:.1} s ({:.0} requests/s)\n",
         scored.requests,
+        vigil_bundle::names().count(),
         scored.secs,
         scored.requests as f64 / scored.secs
     )?;
     writeln!(term, "== 2. Evaluate against the truth (SPEC thresholds: flag 0.5, block 0.9)")?;
     write!(term, "{}", summary_table(&scored.report))?;
 
-    writeln!(term, "\n== 3. Incident: a stealthy campaign, and a hot-patch through `vigil serve`'s reload path")?;
+    let mimicry = Scenario::preset("mimicry", seed).expect("a preset");
+    writeln!(
+        term,
+        "\n== 3. Campaigns that look like customers (preset mimicry): {} benign accounts, {} campaign accounts \
+         drawn from the benign distributions (age, sizes, turns, hours, volume, agents, models)",
+        mimicry.benign.accounts,
+        mimicry.campaign_accounts()
+    )?;
+    let mimic = simulate_and_score(config, &mimicry, out_dir)?;
+    write!(term, "{}", summary_table(&mimic.report))?;
+    if let Some(c) = &mimic.campaign {
+        let quiet = c.accounts.len() - c.flagged.len();
+        writeln!(term, "   e.g. {}: {} accounts ({quiet} quiet on their own), {}", c.id, c.accounts.len(), c.evidence)?;
+    }
+
+    writeln!(term, "\n== 4. Incident: a stealthy campaign, and a hot-patch through `vigil serve`'s reload path")?;
     let patch = hot_patch(config, out_dir, seed, &mut term)?;
 
     let html = out_dir.join("vigil-demo-report.html");
-    std::fs::write(&html, html_report(&scenario, &scored, &patch))?;
+    std::fs::write(&html, html_report(&scenario, &scored, &mimicry, &mimic, &patch))?;
     writeln!(term, "\nreport: {}", html.display())?;
     Ok(())
 }
@@ -130,6 +151,7 @@ fn simulate_and_score(config: &Config, scenario: &Scenario, out_dir: &Path) -> a
     let cases = book.cases();
     std::fs::write(out_dir.join("cases.json"), serde_json::to_vec_pretty(&cases)?)?;
     let clusters = cases.clusters.iter().take(20).map(|c| (c.cluster.clone(), c.accounts.len())).collect();
+    let campaign = lock(&scorer.campaigns).clusters().into_iter().max_by_key(|c| c.accounts.len() - c.flagged.len());
     // Keep only campaign/benign split info for the plots.
     let peak = peak
         .into_iter()
@@ -144,6 +166,7 @@ fn simulate_and_score(config: &Config, scenario: &Scenario, out_dir: &Path) -> a
         first_flag,
         report,
         clusters,
+        campaign,
         start_ms: scenario.start_ms,
         end_ms: scenario.end_ms(),
     })
@@ -373,7 +396,174 @@ fn svg_line(title: &str, points: &[(f64, f64)], x_label: &str, w: f64, h: f64) -
     s
 }
 
-fn html_report(scenario: &Scenario, s: &Scored, p: &Patch) -> String {
+fn esc(t: &str) -> String {
+    t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// What `svg_cluster` draws: labels taken in turn from each kind, largest
+/// first, so every kind of evidence shows; then the accounts most linked by
+/// them, in the order of the first label they share (fewer crossings); each
+/// label with the rows of its drawn accounts.
+fn cluster_sample(c: &Cluster) -> (Vec<&str>, Vec<(&str, Vec<usize>)>) {
+    const ACCOUNTS: usize = 24;
+    const LABELS: usize = 16;
+    let mut by_kind: std::collections::BTreeMap<&str, Vec<&(String, Vec<String>)>> = Default::default();
+    for l in &c.links {
+        by_kind.entry(l.0.split(':').next().unwrap_or("")).or_default().push(l);
+    }
+    for v in by_kind.values_mut() {
+        v.sort_by_key(|l| (std::cmp::Reverse(l.1.len()), l.0.as_str()));
+    }
+    let mut picked: Vec<&(String, Vec<String>)> = Vec::new();
+    for i in 0.. {
+        let before = picked.len();
+        picked.extend(by_kind.values().filter_map(|v| v.get(i)));
+        if picked.len() == before || picked.len() >= LABELS {
+            break;
+        }
+    }
+    picked.truncate(LABELS);
+    let mut degree: HashMap<&str, usize> = HashMap::new();
+    for (_, members) in &picked {
+        for m in members {
+            *degree.entry(m.as_str()).or_default() += 1;
+        }
+    }
+    let mut accounts: Vec<&str> = c.accounts.iter().map(String::as_str).collect();
+    accounts.sort_by_key(|a| (std::cmp::Reverse(degree.get(a).copied().unwrap_or(0)), *a));
+    accounts.truncate(ACCOUNTS);
+    let mut links: Vec<(&str, Vec<&str>)> = picked
+        .iter()
+        .map(|(l, m)| (l.as_str(), m.iter().map(String::as_str).filter(|a| accounts.contains(a)).collect::<Vec<_>>()))
+        .filter(|(_, m)| m.len() >= 2)
+        .collect();
+    links.sort_by_key(|(l, _)| *l);
+    let first = |a: &str| links.iter().position(|(_, m)| m.contains(&a)).unwrap_or(usize::MAX);
+    accounts.sort_by_key(|a| (first(a), *a));
+    let row: HashMap<&str, usize> = accounts.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+    let links: Vec<(&str, Vec<usize>)> =
+        links.into_iter().map(|(l, m)| (l, m.iter().map(|a| row[a]).collect())).collect();
+    (accounts, links)
+}
+
+/// A campaign cluster as a picture: its accounts (filled if flagged on
+/// their own, hollow if quiet) on the left, the shared things that link
+/// them on the right, coloured by kind of evidence. A sample is drawn: up
+/// to 16 labels (every kind) and the 24 accounts they link most.
+fn svg_cluster(c: &Cluster) -> String {
+    // Label prefix, legend, colour.
+    const KINDS: [(&str, &str, &str); 4] = [
+        ("fanout", "fan-out", "#2980b9"),
+        ("script", "script", "#27ae60"),
+        ("pool", "proxy pool", "#8e44ad"),
+        ("card", "card", "#d35400"),
+    ];
+    let kind_color = |label: &str| {
+        let prefix = label.split(':').next().unwrap_or("");
+        KINDS.iter().find(|k| k.0 == prefix).map_or("#7f8c8d", |k| k.2)
+    };
+    let (accounts, links) = cluster_sample(c);
+    let (top, step) = (70.0, 16.0);
+    let h = top + step * accounts.len().max(links.len()) as f64 + 20.0;
+    let (ax, lx) = (200.0, 500.0);
+    let quiet = c.accounts.len() - c.flagged.len();
+    let mut s = format!("<svg width=\"780\" height=\"{h}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"11\">");
+    let _ = write!(
+        s,
+        "<text x=\"10\" y=\"16\" font-weight=\"bold\">{}: {} accounts, {quiet} of them quiet on their own (score {:.2} for all; \
+         {} accounts and {} labels drawn)</text><text x=\"10\" y=\"32\">{}</text>",
+        esc(&c.id),
+        c.accounts.len(),
+        c.score,
+        accounts.len(),
+        links.len(),
+        esc(&c.evidence)
+    );
+    for (i, (_, kind, color)) in KINDS.iter().enumerate() {
+        let x = 360.0 + i as f64 * 90.0;
+        let y = 44.0;
+        let _ = write!(
+            s,
+            "<rect x=\"{x}\" y=\"{y}\" width=\"10\" height=\"8\" fill=\"{color}\"/><text x=\"{}\" y=\"{}\">{kind}</text>",
+            x + 14.0,
+            y + 8.0
+        );
+    }
+    let _ = write!(
+        s,
+        "<circle cx=\"20\" cy=\"48\" r=\"5\" fill=\"#c0392b\"/><text x=\"30\" y=\"52\">flagged on its own</text>\
+         <circle cx=\"140\" cy=\"48\" r=\"5\" fill=\"#fff\" stroke=\"#c0392b\" stroke-width=\"2\"/><text x=\"150\" y=\"52\">quiet: raised by the cluster</text>"
+    );
+    let y = |i: usize| top + step * i as f64;
+    // Labels spread over the accounts' height.
+    let spread = (accounts.len().max(2) - 1) as f64 / (links.len().max(2) - 1) as f64;
+    let ly = |i: usize| top + step * i as f64 * spread.max(1.0);
+    for (li, (label, members)) in links.iter().enumerate() {
+        for &a in members {
+            let _ = write!(
+                s,
+                "<line x1=\"{ax}\" y1=\"{:.1}\" x2=\"{lx}\" y2=\"{:.1}\" stroke=\"{}\" stroke-opacity=\"0.5\"/>",
+                y(a),
+                ly(li),
+                kind_color(label)
+            );
+        }
+    }
+    for (i, a) in accounts.iter().enumerate() {
+        let own = c.flagged.iter().any(|f| f == a);
+        let fill = if own { "#c0392b" } else { "#fff" };
+        let _ = write!(
+            s,
+            "<circle cx=\"{ax}\" cy=\"{:.1}\" r=\"5\" fill=\"{fill}\" stroke=\"#c0392b\" stroke-width=\"2\"><title>{}</title></circle>\
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            y(i),
+            esc(a),
+            ax - 10.0,
+            y(i) + 4.0,
+            esc(a)
+        );
+    }
+    for (i, (label, members)) in links.iter().enumerate() {
+        let short: String = label.chars().take(34).collect();
+        let _ = write!(
+            s,
+            "<rect x=\"{}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{}\"><title>{} ({} accounts shown)</title></rect>\
+             <text x=\"{}\" y=\"{:.1}\">{}</text>",
+            lx,
+            ly(i) - 5.0,
+            kind_color(label),
+            esc(label),
+            members.len(),
+            lx + 14.0,
+            ly(i) + 4.0,
+            esc(&short)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn eval_rows(report: &eval::Report, sets: Option<&[&str]>) -> String {
+    let mut rows = String::new();
+    for r in report.rows.iter().filter(|r| sets.is_none_or(|s| s.contains(&r.set.as_str()))) {
+        let opt = |v: Option<u32>| v.map_or("-".into(), |x| x.to_string());
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}%</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            r.detector,
+            r.set,
+            r.recall,
+            r.false_positive_rate * 100.0,
+            r.precision,
+            r.campaign_accounts,
+            opt(r.requests_to_first_flag_p50),
+            opt(r.requests_to_first_flag_p90)
+        );
+    }
+    rows
+}
+
+fn html_report(scenario: &Scenario, s: &Scored, mimicry: &Scenario, m: &Scored, p: &Patch) -> String {
     // Peak score distribution, benign vs campaign, 20 bins.
     let mut benign = vec![0.0; 20];
     let mut campaign = vec![0.0; 20];
@@ -406,29 +596,16 @@ fn html_report(scenario: &Scenario, s: &Scored, p: &Patch) -> String {
     let sizes: Vec<f64> = s.clusters.iter().map(|c| c.1 as f64).collect();
     let clusters = svg_bars("Largest clusters (accounts)", &[("accounts", "#8e44ad", sizes)], &labels, 760.0, 260.0);
 
-    let mut rows = String::new();
-    for r in &s.report.rows {
-        let opt = |v: Option<u32>| v.map_or("-".into(), |x| x.to_string());
-        let _ = write!(
-            rows,
-            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}%</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            r.detector,
-            r.set,
-            r.recall,
-            r.false_positive_rate * 100.0,
-            r.precision,
-            r.campaign_accounts,
-            opt(r.requests_to_first_flag_p50),
-            opt(r.requests_to_first_flag_p90)
-        );
-    }
+    let rows = eval_rows(&s.report, None);
+    let mimic_rows = eval_rows(&m.report, Some(&["all", "tuning", "held-out"]));
+    let cluster = m.campaign.as_ref().map_or("<p>No campaign cluster was raised.</p>".to_string(), svg_cluster);
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>vigil demo report</title>
 <style>body{{font-family:sans-serif;max-width:820px;margin:2em auto;color:#222}}table{{border-collapse:collapse;font-size:12px}}
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}</style></head><body>
 <h1>vigil demo</h1>
 <p>Scenario <b>{name}</b> (seed {seed}): {benign} benign accounts, {camp} campaign accounts in {nc} campaigns over {days} days;
-{req} requests scored by the six bundled detectors in {secs:.1} s ({rps:.0} requests/s). Thresholds are the SPEC's (flag 0.5, block 0.9).
+{req} requests scored by the {np} bundled detectors in {secs:.1} s ({rps:.0} requests/s). Thresholds are the SPEC's (flag 0.5, block 0.9).
 Template families T1-T4 are the tuning set, H1-H4 are held out.</p>
 {dist}
 {over_time}
@@ -436,6 +613,16 @@ Template families T1-T4 are the tuning set, H1-H4 are held out.</p>
 <h2>Evaluation</h2>
 <table><tr><th>detector</th><th>set</th><th>recall</th><th>FPR</th><th>precision</th><th>campaign accounts</th><th>req to flag p50</th><th>p90</th></tr>
 {rows}</table>
+<h2>Campaigns that look like customers</h2>
+<p>Preset <b>mimicry</b> (seed {seed}): {mb} benign accounts and {mc} campaign accounts whose age, answer sizes, turns, hours,
+volume, user agents and models are drawn from the benign population's own distributions. No account gives itself away; each
+campaign shows only in what its accounts share: prompts fanned out to several accounts within minutes, a sweep's scripted
+openings, a residential proxy pool, cards shared in small groups. Campaigns m1-m4 use the tuning template families (TS1, TS2), m5-m8 the held-out ones (HS1, HS2).
+Detectors link accounts through what they share; the host's campaign stage raises a cluster held together by independent
+kinds of evidence, quiet members included.</p>
+{cluster}
+<table><tr><th>detector</th><th>set</th><th>recall</th><th>FPR</th><th>precision</th><th>campaign accounts</th><th>req to flag p50</th><th>p90</th></tr>
+{mimic_rows}</table>
 <h2>Hot-patch</h2>
 <p>A quiet campaign ({acc} aged accounts on their own cards and networks, human-sized answers, conversations, uneven timing) was
 flagged for <b>{fb} of {acc}</b> accounts by the running detectors. An analyst wrote reasoning-elicitation 0.1.1 with two new
@@ -452,6 +639,9 @@ was kept across the swap ({sb} entries before, {sa} after).</p>
         req = s.requests,
         secs = s.secs,
         rps = s.requests as f64 / s.secs,
+        np = vigil_bundle::names().count(),
+        mb = mimicry.benign.accounts,
+        mc = mimicry.campaign_accounts(),
         acc = p.accounts,
         fb = p.flagged_before,
         fa = p.flagged_after,

@@ -34,9 +34,9 @@
 use serde::Deserialize;
 use vigil_sdk::batch_state::{BatchState, DAY_MS};
 use vigil_sdk::hash::{key, tag};
+use vigil_sdk::sets::Shape;
 use vigil_sdk::sketch::HyperLogLog;
 use vigil_sdk::text::fingerprint;
-use vigil_sdk::sets::Shape;
 use vigil_sdk::{Detector, Host, Request, SetOp, SetView, Signal};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,8 +202,7 @@ struct Asks {
 }
 
 impl Detector for Fanout {
-    const DESCRIPTION: &'static str =
-        "The same prompts sent by a few accounts within minutes, again and again with new partners (a scheduler's fan-out)";
+    const DESCRIPTION: &'static str = "The same prompts sent by a few accounts within minutes, again and again with new partners (a scheduler's fan-out)";
     type Config = Config;
 
     fn new(cfg: Config) -> Result<Self, String> {
@@ -214,8 +213,7 @@ impl Detector for Fanout {
     }
 
     fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
-        let (Some(earliest), Some(latest)) =
-            (batch.iter().map(|r| r.ts_ms).min(), batch.iter().map(|r| r.ts_ms).max())
+        let (Some(earliest), Some(latest)) = (batch.iter().map(|r| r.ts_ms).min(), batch.iter().map(|r| r.ts_ms).max())
         else {
             return Vec::new();
         };
@@ -388,12 +386,18 @@ mod tests {
         // The accounts keep sending: later requests are when earlier prompts
         // are judged.
         for i in 0..40 {
-            reqs.push(req(&mut h, &format!("fleet-{i}"), T0 + 3 * DAY_MS + i * MIN, "And how would that change later?"));
+            reqs.push(req(
+                &mut h,
+                &format!("fleet-{i}"),
+                T0 + 3 * DAY_MS + i * MIN,
+                "And how would that change later?",
+            ));
         }
         let accts: Vec<u64> = reqs.iter().map(|r| r.account).collect();
         let out = run(&mut d, &mut h, reqs);
         // Every account in 4 or more groups flags; most are.
-        let peaks: Vec<f32> = (0..40).map(|i| peak(&out, &accts, h.handle(Field::Account, &format!("fleet-{i}")))).collect();
+        let peaks: Vec<f32> =
+            (0..40).map(|i| peak(&out, &accts, h.handle(Field::Account, &format!("fleet-{i}")))).collect();
         for i in 0..40 {
             assert!(groups[i] < 4 || peaks[i] >= 0.5, "fleet-{i}: {} groups, peak {}", groups[i], peaks[i]);
         }
@@ -410,13 +414,23 @@ mod tests {
         let mut reqs = Vec::new();
         for i in 0..100i64 {
             for k in 0..3 {
-                reqs.push(req(&mut h, &format!("eval-{k}"), T0 + i * 20_000 + k * 1_000, &format!("benchmark item {i} what is the capital")));
+                reqs.push(req(
+                    &mut h,
+                    &format!("eval-{k}"),
+                    T0 + i * 20_000 + k * 1_000,
+                    &format!("benchmark item {i} what is the capital"),
+                ));
             }
         }
         // A popular prompt: 30 strangers in one afternoon, several of them
         // within minutes of each other.
         for u in 0..30i64 {
-            reqs.push(req(&mut h, &format!("user-{u}"), T0 + 4 * 3_600_000 + u * 2 * MIN, "Write a poem about love and loss"));
+            reqs.push(req(
+                &mut h,
+                &format!("user-{u}"),
+                T0 + 4 * 3_600_000 + u * 2 * MIN,
+                "Write a poem about love and loss",
+            ));
         }
         let out = run(&mut d, &mut h, reqs);
         assert!(out.iter().all(|s| s.score < 0.2), "{:?}", out.iter().map(|s| s.score).fold(0f32, f32::max));
@@ -436,7 +450,12 @@ mod tests {
                 }
                 for q in 0..3i64 {
                     let t = T0 + s * 2 * DAY_MS + st * 4 * MIN + q * MIN;
-                    reqs.push(req(&mut h, &format!("student-{st}"), t, &format!("Homework unit {s} question {q} solve the quadratic")));
+                    reqs.push(req(
+                        &mut h,
+                        &format!("student-{st}"),
+                        t,
+                        &format!("Homework unit {s} question {q} solve the quadratic"),
+                    ));
                 }
             }
         }

@@ -108,7 +108,9 @@ impl Detector for SharedInfra {
 
     fn new(cfg: Config) -> Result<Self, String> {
         if cfg.pool_min < 2 || cfg.pool_cap < cfg.pool_min || cfg.card_group_max < 3 {
-            return Err("config: pool_min must be at least 2, pool_cap at least pool_min, card_group_max at least 3".into());
+            return Err(
+                "config: pool_min must be at least 2, pool_cap at least pool_min, card_group_max at least 3".into()
+            );
         }
         Ok(Self { cfg })
     }
@@ -138,9 +140,9 @@ impl Detector for SharedInfra {
             } else {
                 false
             };
-            let tags = u8::from(r.young(c.young_days)) * YOUNG
-                | u8::from(hopping) * HOPPING
-                | u8::from(r.org == 0) * NO_ORG;
+            let tags = (u8::from(r.young(c.young_days)) * YOUNG)
+                | (u8::from(hopping) * HOPPING)
+                | (u8::from(r.org == 0) * NO_ORG);
             let first = ops.len();
             if r.payment_fingerprint != 0 {
                 ops.push(CARDS.add(key(CARD, r.payment_fingerprint), r.account, tags, r.ts_ms));
@@ -187,7 +189,11 @@ impl SharedInfra {
             }
             let group = v.tagged_with(NO_ORG);
             if r.org == 0 && (3..=c.card_group_max).contains(&group) {
-                parts.push((c.card_score, card_id.clone(), format!("payment instrument {card_id} shared by {group} accounts outside any organisation")));
+                parts.push((
+                    c.card_score,
+                    card_id.clone(),
+                    format!("payment instrument {card_id} shared by {group} accounts outside any organisation"),
+                ));
             }
         }
         if let Some(v) = prefix {
@@ -195,7 +201,14 @@ impl SharedInfra {
             let s = weight * c.prefix_weight * crowd_suspicion(all, y, c.min_accounts, c.prefix_cap);
             if s > 0.0 {
                 let id = format!("prefix:{prefix_id}");
-                parts.push((s, id.clone(), format!("network prefix {id} shared by ~{all:.0} accounts, ~{y:.0} of them under {:.0} days old", c.young_days)));
+                parts.push((
+                    s,
+                    id.clone(),
+                    format!(
+                        "network prefix {id} shared by ~{all:.0} accounts, ~{y:.0} of them under {:.0} days old",
+                        c.young_days
+                    ),
+                ));
             }
             let hoppers = v.tagged_with(HOPPING);
             if hopping && (c.pool_min..=c.pool_cap).contains(&hoppers) {

@@ -98,7 +98,7 @@ const SCRIPTED: u64 = tag("template-fleet/scripted");
 const ON_FLEET_FROM: f32 = 0.3;
 const BANDS: usize = 8;
 /// Script keys per opening at most (a long prompt has many 4-grams).
-const MAX_GRAMS: usize = 12;
+const MAX_GRAMS: usize = 8;
 const YOUNG: u8 = 1;
 const REPEAT: u8 = 2;
 /// Keys, and who opens conversations: a week, by day.
@@ -204,13 +204,17 @@ impl Detector for TemplateFleet {
         if cfg.script_repeaters < 2 || !(0.0..=1.0).contains(&cfg.common_share) {
             return Err("config: script_repeaters must be at least 2 and common_share in [0, 1]".into());
         }
-        Ok(Self { cfg, words: Words::new(), masked: Vec::new(), memory: BatchState::new(Memory::decode, Memory::encode) })
+        Ok(Self {
+            cfg,
+            words: Words::new(),
+            masked: Vec::new(),
+            memory: BatchState::new(Memory::decode, Memory::encode),
+        })
     }
 
     fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
         let keys: Vec<Keys> = batch.iter().map(|r| self.keys(r)).collect();
-        let (Some(earliest), Some(latest)) =
-            (batch.iter().map(|r| r.ts_ms).min(), batch.iter().map(|r| r.ts_ms).max())
+        let (Some(earliest), Some(latest)) = (batch.iter().map(|r| r.ts_ms).min(), batch.iter().map(|r| r.ts_ms).max())
         else {
             return Vec::new();
         };
@@ -230,15 +234,18 @@ impl Detector for TemplateFleet {
                 continue;
             }
             let memory = self.memory.get(host, key(MEMORY, r.account), r.ts_ms);
-            ops.push(WEEK.add(OPENERS, r.account, 0, r.ts_ms));
+            ops.push(WEEK.put(OPENERS, r.account, 0, r.ts_ms));
             for &g in &k.grams {
                 let repeat = u8::from(memory.seen_then_add(g, r.ts_ms, EPOCH_MS)) * REPEAT;
                 ops.push(WEEK.add(g, r.account, young | repeat, r.ts_ms));
             }
         }
         self.memory.flush(host, Some(latest.saturating_add(2 * EPOCH_MS)), latest);
+        // Who opened conversations this week, read once for the batch.
+        ops.push(WEEK.read(OPENERS, latest - WEEK.window_ms(), latest, false));
         let views = host.sets_update(&ops);
-        let mut views = views.iter();
+        let openers = views.last().map_or(0, |v| v.count);
+        let mut views = views[..views.len().saturating_sub(1)].iter();
         let mut counters = Vec::new();
         let found: Vec<Option<Found>> = batch
             .iter()
@@ -248,13 +255,15 @@ impl Detector for TemplateFleet {
                 let mut f = Found { at: counters.len(), opening: !k.grams.is_empty(), ..Found::default() };
                 for b in bands {
                     let v = views.next()?;
-                    let s = crowd_suspicion(f64::from(v.count), f64::from(v.tagged_with(YOUNG)), c.min_accounts, f64::MAX);
+                    let s =
+                        crowd_suspicion(f64::from(v.count), f64::from(v.tagged_with(YOUNG)), c.min_accounts, f64::MAX);
                     if s > 0.0 && f.fleet.is_none_or(|best| s > best.0) {
                         f.fleet = Some((s, b >> 44, v.count, v.tagged_with(YOUNG)));
                     }
                 }
                 if f.opening {
-                    let openers = views.next()?.count;
+                    views.next()?; // the add to OPENERS
+
                     let grams: Vec<&SetView> = k.grams.iter().map(|_| views.next()).collect::<Option<_>>()?;
                     (f.script, f.script_keys) = self.script(&k.grams, &grams, openers);
                 }

@@ -44,6 +44,10 @@ impl PluginFiles {
     }
 }
 
+/// Names the host's own stages sign their signals with: a plugin under one
+/// would be mistaken for them.
+pub const RESERVED_NAMES: [&str; 1] = ["campaign"];
+
 /// Is `name` usable as a plugin identity (file stem)?
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -136,6 +140,12 @@ pub fn read_plugin(dir: &Path, name: &str, limits: &PluginFilesConfig) -> Result
     if !valid_name(name) {
         return Err(fail(ErrorKind::Load, "plugin names are letters, digits, '-' and '_' (at most 64)".into()));
     }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(fail(
+            ErrorKind::Load,
+            format!("{name:?} is the name of the host's campaign stage; rename the plugin"),
+        ));
+    }
     let read = |ext: &str, max: u64| read_plugin_file(dir, &format!("{name}.{ext}"), max, limits);
     let wasm = read("wasm", limits.max_wasm_bytes)
         .map_err(|m| fail(ErrorKind::Load, m))?
@@ -147,4 +157,18 @@ pub fn read_plugin(dir: &Path, name: &str, limits: &PluginFilesConfig) -> Result
         String::from_utf8(manifest).map_err(|_| fail(ErrorKind::Manifest, format!("{name}.toml is not UTF-8 text")))?;
     let sig = read("sig", limits.max_manifest_bytes).map_err(|m| fail(ErrorKind::Signature, m))?;
     Ok(PluginFiles { name: name.to_string(), wasm, manifest, sig })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_cannot_take_the_campaign_stage_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("campaign.wasm"), b"\0asm").unwrap();
+        std::fs::write(dir.path().join("campaign.toml"), "version = \"1.0.0\"\n").unwrap();
+        let Err(e) = read_plugin(dir.path(), "campaign", &Default::default()) else { panic!("loaded as campaign") };
+        assert!(e.to_string().contains("campaign stage"), "{e}");
+    }
 }

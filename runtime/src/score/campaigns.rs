@@ -31,7 +31,7 @@ use crate::plugin::manifest::Mode;
 use crate::score::combine::{Decision, SignalOut, Verdict};
 
 /// The plugin name the campaign signal goes under.
-pub const NAME: &str = "campaign";
+pub const NAME: &str = crate::plugin::files::RESERVED_NAMES[0];
 /// Kinds of link at most (a bit each).
 pub const MAX_KINDS: usize = 8;
 
@@ -221,10 +221,12 @@ impl Campaigns {
                 self.dropped += 1;
                 return;
             }
-            None => self
-                .labels
-                .entry(label.into())
-                .or_insert(Label { kind, members: Vec::new(), last_ms: ts, crowd: false }),
+            None => self.labels.entry(label.into()).or_insert(Label {
+                kind,
+                members: Vec::new(),
+                last_ms: ts,
+                crowd: false,
+            }),
         };
         l.last_ms = l.last_ms.max(ts);
         if l.crowd {
@@ -434,7 +436,11 @@ impl Campaigns {
                 id: cluster_id(&self.accounts[t.oldest as usize].name),
                 accounts: accts.iter().map(|&a| name(a)).collect(),
                 links,
-                flagged: accts.iter().filter(|&&a| self.accounts[a as usize].flagged_ms.is_some()).map(|&a| name(a)).collect(),
+                flagged: accts
+                    .iter()
+                    .filter(|&&a| self.accounts[a as usize].flagged_ms.is_some())
+                    .map(|&a| name(a))
+                    .collect(),
                 score: round6(1.0 - 0.5f64.powi(n as i32)),
                 evidence,
             });
@@ -511,7 +517,12 @@ mod tests {
         assert_eq!(s, 0.75);
         assert!(out[0].decision != Decision::Allow, "{:?}", out[0]);
         let r = &out[0].signals.last().unwrap().reason;
-        assert!(r.contains("12 linked accounts") && r.contains("card links 12 through 3 cards") && r.contains("pool links 12"), "{r}");
+        assert!(
+            r.contains("12 linked accounts")
+                && r.contains("card links 12 through 3 cards")
+                && r.contains("pool links 12"),
+            "{r}"
+        );
         let clusters = c.clusters();
         assert_eq!(clusters.len(), 1);
         assert_eq!(clusters[0].accounts.len(), 12);
@@ -523,7 +534,9 @@ mod tests {
         let mut c = Campaigns::new(Config::default());
         // 200 students behind two NAT prefixes of a campus, all linked.
         let vs = (0..200)
-            .map(|i| (verdict(&format!("s{i}"), &[("pool:campus", 0.2), (&format!("pool:nat{}", i % 2), 0.2)], false), i))
+            .map(|i| {
+                (verdict(&format!("s{i}"), &[("pool:campus", 0.2), (&format!("pool:nat{}", i % 2), 0.2)], false), i)
+            })
             .collect();
         let out = run(&mut c, vs);
         assert!(out.iter().all(|v| campaign_score(v).is_none()));
@@ -534,7 +547,8 @@ mod tests {
         let mut c = Campaigns::new(Config::default());
         // A family of three on one card; one of them and two strangers sent
         // the same prompt at the same time.
-        let mut vs: Vec<(Verdict, i64)> = (0..3).map(|i| (verdict(&format!("h{i}"), &[("card:home", 0.1)], false), i)).collect();
+        let mut vs: Vec<(Verdict, i64)> =
+            (0..3).map(|i| (verdict(&format!("h{i}"), &[("card:home", 0.1)], false), i)).collect();
         for a in ["h0", "x1", "x2"] {
             vs.push((verdict(a, &[("fanout:p", 0.1)], false), 10));
         }
@@ -546,8 +560,9 @@ mod tests {
     fn a_small_second_kind_in_a_big_cluster_is_not_evidence() {
         let mut c = Campaigns::new(Config::default());
         // 100 accounts on two prefixes; 6 of them also share family cards.
-        let mut vs: Vec<(Verdict, i64)> =
-            (0..100).map(|i| (verdict(&format!("m{i}"), &[("pool:x", 0.2), (&format!("pool:{}", i % 2), 0.2)], false), i)).collect();
+        let mut vs: Vec<(Verdict, i64)> = (0..100)
+            .map(|i| (verdict(&format!("m{i}"), &[("pool:x", 0.2), (&format!("pool:{}", i % 2), 0.2)], false), i))
+            .collect();
         for i in 0..6 {
             vs.push((verdict(&format!("m{i}"), &[(&format!("card:family{}", i / 3), 0.2)], false), 200));
         }
@@ -570,8 +585,9 @@ mod tests {
     #[test]
     fn crowds_weak_and_monitor_signals_link_nobody() {
         let mut c = Campaigns::new(Config { crowd: 10, ..Config::default() });
-        let mut vs: Vec<(Verdict, i64)> =
-            (0..11).map(|i| (verdict(&format!("c{i}"), &[("pool:carrier", 0.2), ("card:x", 0.01)], false), i)).collect();
+        let mut vs: Vec<(Verdict, i64)> = (0..11)
+            .map(|i| (verdict(&format!("c{i}"), &[("pool:carrier", 0.2), ("card:x", 0.01)], false), i))
+            .collect();
         let mut mon = verdict("m", &[("card:y", 0.9)], false);
         mon.signals[0].mode = Mode::Monitor;
         vs.push((mon, 12));
@@ -588,7 +604,16 @@ mod tests {
     fn links_older_than_the_window_are_forgotten() {
         let mut c = Campaigns::new(Config::default());
         let vs = (0..12)
-            .map(|i| (verdict(&format!("a{i}"), &[(&format!("card:{}", i / 4), 0.1), (&format!("pool:{}", i % 2), 0.1)], false), 0))
+            .map(|i| {
+                (
+                    verdict(
+                        &format!("a{i}"),
+                        &[(&format!("card:{}", i / 4), 0.1), (&format!("pool:{}", i % 2), 0.1)],
+                        false,
+                    ),
+                    0,
+                )
+            })
             .collect();
         run(&mut c, vs);
         assert!(campaign_score(&run(&mut c, vec![(verdict("a1", &[], false), H)])[0]).is_some());
