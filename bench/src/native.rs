@@ -150,6 +150,7 @@ pub fn native(name: &str, config: &str) -> Result<Native, String> {
         "lockstep" => make::<lockstep::Lockstep>(config),
         "shared-infra" => make::<shared_infra::SharedInfra>(config),
         "template-fleet" => make::<template_fleet::TemplateFleet>(config),
+        "fanout" => make::<fanout::Fanout>(config),
         _ => Err(format!("no native build of {name} in vigil-bench")),
     }
 }
