@@ -121,13 +121,7 @@ impl Host for NativeHost<'_> {
         ops.iter()
             .map(|op| {
                 let shape = (op.bucket_ms, op.buckets);
-                let v = ns.set_update(op.key, op.member, op.tags, op.now_ms, shape, op.since_ms, op.members);
-                SetView {
-                    count: v.count,
-                    tagged: (v.tagged[0], v.tagged[1], v.tagged[2], v.tagged[3]),
-                    active_buckets: v.active_buckets,
-                    members: v.members.unwrap_or_default(),
-                }
+                ns.set_update(op.key, op.member, op.tags, op.now_ms, shape, op.since_ms, op.members).into()
             })
             .collect()
     }

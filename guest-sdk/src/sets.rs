@@ -179,6 +179,20 @@ impl Shape {
     }
 }
 
+/// A read as the WIT carries it (for hosts written in Rust against the
+/// SDK: `testing::MemHost`, the benchmark's native host).
+#[cfg(feature = "guest")]
+impl From<SetView> for crate::SetView {
+    fn from(v: SetView) -> Self {
+        crate::SetView {
+            count: v.count,
+            tagged: (v.tagged[0], v.tagged[1], v.tagged[2], v.tagged[3]),
+            active_buckets: v.active_buckets,
+            members: v.members.unwrap_or_default(),
+        }
+    }
+}
+
 /// Reading a `sets-update` view by tag.
 #[cfg(feature = "guest")]
 pub trait SetViewExt {

@@ -68,13 +68,7 @@ impl Host for MemHost {
                 if op.member != 0 {
                     set.add(op.member, op.tags, op.now_ms);
                 }
-                let v = set.view(op.since_ms, op.now_ms, op.members);
-                SetView {
-                    count: v.count,
-                    tagged: (v.tagged[0], v.tagged[1], v.tagged[2], v.tagged[3]),
-                    active_buckets: v.active_buckets,
-                    members: v.members.unwrap_or_default(),
-                }
+                set.view(op.since_ms, op.now_ms, op.members).into()
             })
             .collect()
     }

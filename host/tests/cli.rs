@@ -1,24 +1,7 @@
 //! The `vigil` binary as a user runs it.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-fn vigil(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // vigil may exit before reading (a config error): a broken pipe is fine.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+mod common;
+use common::{text, vigil};
 
 fn rec(i: usize) -> String {
     format!(

@@ -2,23 +2,13 @@
 //! through the API holds as documented: regressions from the red-team
 //! trial of commit aa7c79e (items 8 and 10).
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use vigil::service::Server;
 use vigil_runtime::Config;
 use vigil_runtime::plugin::files::Fingerprint;
 use vigil_runtime::util::sha256_hex;
-use vigil_tests::{T0, wasm};
-
-fn config(state_dir: &Path) -> Config {
-    let mut c = Config::default();
-    c.server.state_dir = state_dir.to_path_buf();
-    c.server.reload_debounce_ms = 30;
-    c.server.rescan_interval_s = 0;
-    c.server.admin_token = Some("t0ken".into());
-    c
-}
+use vigil_tests::{T0, serve_config, wasm};
 
 fn manifest(extra: &str) -> String {
     format!("version = \"0.1.0\"\ngrants = [\"account\"]\n{extra}\n")
@@ -64,7 +54,7 @@ fn a_patch_that_failed_for_want_of_resources_goes_live_once_they_free() {
     for i in 0..8 {
         vigil_tests::write_plugin(dir, &format!("p{i}"), wasm::BEHAVE, &manifest(""));
     }
-    let mut c = config(state.path());
+    let mut c = serve_config(state.path());
     c.engine.max_instances = 8; // one instance per plugin: the pool is full
     let server = Server::start(c, dir, "127.0.0.1:0").unwrap();
     assert_eq!(server.registry.snapshot().plugins.len(), 8);
@@ -97,7 +87,7 @@ fn state_bounds_follow_the_manifest_now_running() {
     let dir = plugins.path();
     let plain = manifest("");
     vigil_tests::write_plugin(dir, "counter", wasm::BEHAVE, &plain);
-    let server = Server::start(config(state.path()), dir, "127.0.0.1:0").unwrap();
+    let server = Server::start(serve_config(state.path()), dir, "127.0.0.1:0").unwrap();
     let defaults = Config::default().state;
     let bounds = || server.state.namespace("counter").lock().unwrap().bounds();
     assert_eq!(bounds(), (defaults.max_entries_per_plugin, defaults.max_bytes_per_plugin));
@@ -120,7 +110,7 @@ fn a_removed_plugins_state_is_dropped_after_the_grace_period() {
     let dir = plugins.path();
     vigil_tests::write_plugin(dir, "counter", wasm::BEHAVE, &manifest(""));
     vigil_tests::write_plugin(dir, "stays", wasm::BEHAVE, &manifest(""));
-    let mut c = config(state.path());
+    let mut c = serve_config(state.path());
     c.state.snapshot_interval_s = 1;
     c.state.removed_plugin_grace_s = 0;
     let server = Server::start(c, dir, "127.0.0.1:0").unwrap();
@@ -141,11 +131,11 @@ fn an_api_mode_change_holds_across_a_restart_until_the_files_change() {
     let state = tempfile::tempdir().unwrap();
     let dir = plugins.path();
     vigil_tests::write_plugin(dir, "counter", wasm::BEHAVE, &manifest(""));
-    let server = Server::start(config(state.path()), dir, "127.0.0.1:0").unwrap();
+    let server = Server::start(serve_config(state.path()), dir, "127.0.0.1:0").unwrap();
     set_mode(&server.addr.to_string(), "counter", "monitor");
     server.stop().unwrap();
 
-    let server = Server::start(config(state.path()), dir, "127.0.0.1:0").unwrap();
+    let server = Server::start(serve_config(state.path()), dir, "127.0.0.1:0").unwrap();
     let v = score(&server.addr.to_string(), "r1");
     assert_eq!(v["verdicts"][0]["signals"][0]["mode"], "monitor", "{v}");
     let changed = manifest("[config]\ntag = \" v2\"");
@@ -153,7 +143,7 @@ fn an_api_mode_change_holds_across_a_restart_until_the_files_change() {
     wait_registry(&server, "the new files load", |r| r.tried("counter") == fingerprint(wasm::BEHAVE, &changed));
     server.stop().unwrap();
 
-    let server = Server::start(config(state.path()), dir, "127.0.0.1:0").unwrap();
+    let server = Server::start(serve_config(state.path()), dir, "127.0.0.1:0").unwrap();
     let v = score(&server.addr.to_string(), "r2");
     assert_eq!(v["verdicts"][0]["signals"][0]["mode"], "enforce", "new files superseded it: {v}");
 }
@@ -170,7 +160,7 @@ fn the_audit_log_names_each_files_digest_apart() {
     let m = manifest("");
     vigil_tests::write_plugin(dir, "counter", wasm::BEHAVE, &m);
     vigil_runtime::plugin::trust::sign(&secret, &dir.join("counter.wasm")).unwrap();
-    let server = Server::start(config(state.path()), dir, "127.0.0.1:0").unwrap();
+    let server = Server::start(serve_config(state.path()), dir, "127.0.0.1:0").unwrap();
     server.stop().unwrap();
     let audit = std::fs::read_to_string(state.path().join("audit.ndjson")).unwrap();
     let loaded: serde_json::Value =

@@ -11,16 +11,7 @@ use vigil::service::Server;
 use vigil_runtime::Config;
 use vigil_runtime::plugin::files::Fingerprint;
 use vigil_runtime::util::sha256_hex;
-use vigil_tests::{T0, wasm};
-
-fn config(state_dir: &Path) -> Config {
-    let mut c = Config::default();
-    c.server.state_dir = state_dir.to_path_buf();
-    c.server.reload_debounce_ms = 30;
-    c.server.rescan_interval_s = 0;
-    c.server.admin_token = Some("t0ken".into());
-    c
-}
+use vigil_tests::{T0, serve_config, wasm};
 
 fn manifest(config: &str) -> String {
     format!("version = \"0.1.0\"\ngrants = [\"account\"]\n[config]\n{config}\n")
@@ -82,7 +73,7 @@ fn hot_reload_under_load_never_fails_a_request_or_serves_a_broken_version() {
     let good = |k: u32| manifest(&format!("tag = \" v{k}\""));
     std::fs::write(dir.join("counter.wasm"), wasm::BEHAVE).unwrap();
     std::fs::write(dir.join("counter.toml"), good(0)).unwrap();
-    let server = Server::start(config(state.path()), dir, "127.0.0.1:0").unwrap();
+    let server = Server::start(serve_config(state.path()), dir, "127.0.0.1:0").unwrap();
     let addr = server.addr.to_string();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -162,7 +153,7 @@ fn hot_reload_under_load_never_fails_a_request_or_serves_a_broken_version() {
 
     // A restart keeps the counters: state was snapshotted on stop.
     server.stop().unwrap();
-    let server = Server::start(config(state.path()), dir, "127.0.0.1:0").unwrap();
+    let server = Server::start(serve_config(state.path()), dir, "127.0.0.1:0").unwrap();
     let s = score_one(&server.addr.to_string(), 1_000_000).unwrap();
     assert_eq!(s.count, last + 1);
     let audit = std::fs::read_to_string(state.path().join("audit.ndjson")).unwrap();
@@ -177,7 +168,7 @@ fn admin_api_rollback_mode_and_auth() {
     std::fs::write(dir.join("counter.wasm"), wasm::BEHAVE).unwrap();
     let m1 = manifest("tag = \" v1\"");
     std::fs::write(dir.join("counter.toml"), &m1).unwrap();
-    let server = Server::start(config(state.path()), dir, "127.0.0.1:0").unwrap();
+    let server = Server::start(serve_config(state.path()), dir, "127.0.0.1:0").unwrap();
     let base = format!("http://{}", server.addr);
     let m2 = manifest("tag = \" v2\"");
     std::fs::write(dir.join("counter.toml"), &m2).unwrap();
@@ -272,7 +263,7 @@ fn tampered_signed_plugin_is_refused_and_the_running_version_keeps_serving() {
     std::fs::write(dir.join("counter.wasm"), wasm::BEHAVE).unwrap();
     std::fs::write(dir.join("counter.toml"), manifest("tag = \" v1\"")).unwrap();
     vigil_runtime::plugin::trust::sign(&secret, &dir.join("counter.wasm")).unwrap();
-    let mut c = config(state.path());
+    let mut c = serve_config(state.path());
     c.trust.keys = vec![public];
     c.trust.require_signatures = true;
     let server = Server::start(c, dir, "127.0.0.1:0").unwrap();

@@ -62,6 +62,17 @@ pub fn record(id: usize, ts_ms: i64, account: &str, extra: &str) -> Record {
 
 pub const T0: i64 = 1_760_000_000_000;
 
+/// A `vigil serve` config for tests: state in `state_dir`, reloads 30 ms
+/// after a change and only on change (no rescans), admin token `t0ken`.
+pub fn serve_config(state_dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.server.state_dir = state_dir.to_path_buf();
+    c.server.reload_debounce_ms = 30;
+    c.server.rescan_interval_s = 0;
+    c.server.admin_token = Some("t0ken".into());
+    c
+}
+
 /// Log output captured in memory (install it with a tracing subscriber's
 /// `with_writer`), to check what plugins managed to log.
 #[derive(Clone, Default)]
