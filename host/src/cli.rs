@@ -51,6 +51,12 @@ enum Command {
         /// The plugin's NAME.wasm; its NAME.toml must sit beside it.
         plugin: PathBuf,
     },
+    /// Several vigil processes on NATS JetStream: set-up, verdicts.
+    #[command(subcommand)]
+    Cluster(commands::cluster::Command),
+    /// Publish NDJSON request records to a cluster's record stream, each
+    /// on its account's partition (record id = message id).
+    Publish(commands::cluster::PublishArgs),
     /// Write NAME.key (secret) and NAME.pub for signing plugins.
     Keygen { name: PathBuf },
     /// Sign NAME.wasm together with its manifest NAME.toml and its name:
@@ -96,6 +102,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { plugin } => commands::check::run(&config, &plugin),
+        Command::Cluster(cmd) => commands::cluster::run(cmd),
+        Command::Publish(args) => commands::cluster::publish(config, args),
         Command::Keygen { name } => commands::keys::keygen(&name),
         Command::Sign { key, plugin } => commands::keys::sign(&key, &plugin),
         Command::Bundled { out, key } => commands::bundled::write(&out, key.as_deref()),

@@ -36,6 +36,42 @@ pub struct Config {
     pub plugin_files: PluginFiles,
     /// `[campaigns]`: campaign verdicts from accounts linked by shared evidence.
     pub campaigns: Campaigns,
+    /// `[cluster]`: `vigil serve --source nats://...`, one node of several.
+    pub cluster: Cluster,
+}
+
+/// `[cluster]`: how a node shares partitions and state with the others
+/// (docs/cluster.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// This node's name (default: host name and process id). Names must
+    /// be unique among live nodes.
+    pub node_id: Option<String>,
+    /// A node that has not renewed its partition leases for this long is
+    /// taken as dead: its partitions move.
+    pub lease_ms: u64,
+    /// How often a partition's state is snapshotted (and its records acked
+    /// up to the snapshot). What a crash loses is re-scored from here.
+    pub snapshot_interval_ms: u64,
+    /// A partition runs at most this far ahead, in event time, of the
+    /// slowest partition, so what it reads of the shared cross-account
+    /// state is within this of what one process would read.
+    pub align_slack_ms: u64,
+    /// A partition's batch spans at most this much event time.
+    pub batch_span_ms: u64,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self {
+            node_id: None,
+            lease_ms: 3_000,
+            snapshot_interval_ms: 2_000,
+            align_slack_ms: 60_000,
+            batch_span_ms: 60_000,
+        }
+    }
 }
 
 /// `[campaigns]`: accounts linked by the labels detectors give (see
@@ -604,6 +640,10 @@ impl Config {
         }
         if g.account_from.is_empty() {
             return bad("guardrail.account_from must name at least one source".into());
+        }
+        let c = &self.cluster;
+        if c.lease_ms < 500 || c.snapshot_interval_ms == 0 || c.batch_span_ms == 0 {
+            return bad("cluster.lease_ms must be at least 500, snapshot_interval_ms and batch_span_ms positive".into());
         }
         if s.in_flight == 0 || s.in_flight > 64 {
             return bad(format!("scoring.in_flight must be 1..=64, got {}", s.in_flight));

@@ -8,9 +8,10 @@
 //! - [`util`], [`error`], [`config`], [`metrics`]: what every layer uses.
 //! - [`input`]: bytes -> request records (lines, HTTP bodies) and the
 //!   admission checks (event-time window, recent ids).
+//! - [`state`]: durable per-plugin host state, bounded, snapshotted (and,
+//!   in a cluster, a partition's share of it).
 //! - [`batch`]: records -> a batch, with identity handles computed once.
 //! - [`plugin`]: a plugin package: files, manifest, signature, smoke batch.
-//! - [`state`]: durable per-plugin host state, bounded, snapshotted.
 //! - [`engine`]: wasmtime, the host interface, a worker per plugin version.
 //! - [`registry`]: the live plugin set, swapped whole; loading and the
 //!   reconciler that keeps it in line with a directory.
@@ -26,11 +27,11 @@ pub mod metrics;
 
 pub mod input;
 
+pub mod state;
+
 pub mod batch;
 
 pub mod plugin;
-
-pub mod state;
 
 pub mod engine;
 

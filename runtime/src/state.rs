@@ -350,6 +350,61 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// One window-set addition a plugin made. A cluster node ships these to
+/// the other nodes, which apply them to their copy of the sets: additions
+/// are a union, so applying one twice or out of order changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetAdd {
+    /// The set's key.
+    pub key: u64,
+    /// The member added (never 0).
+    pub member: u64,
+    /// Its tag bits.
+    pub tags: u8,
+    /// Event time of the addition.
+    pub now_ms: i64,
+    /// The set's shape: bucket width...
+    pub bucket_ms: u32,
+    /// ...and bucket count.
+    pub buckets: u16,
+}
+
+impl Namespace {
+    /// Applies an addition made elsewhere (see [`SetAdd`]).
+    pub fn set_add(&mut self, a: &SetAdd) {
+        let _ = self.set_update(a.key, a.member, a.tags, a.now_ms, (a.bucket_ms, a.buckets), a.now_ms, false);
+    }
+}
+
+/// The state one partition's batches score against, in a cluster: the
+/// partition's own values and counters (per account, so they move with the
+/// partition), while window sets stay in the node's shared store. The
+/// window-set additions its batches make are kept here until the node ships
+/// them.
+pub struct Scope {
+    /// Values and counters, one namespace per plugin.
+    pub kv: StateStore,
+    adds: Mutex<Vec<(Arc<str>, SetAdd)>>,
+}
+
+impl Scope {
+    /// A scope over `kv`.
+    pub fn new(kv: StateStore) -> Self {
+        Self { kv, adds: Mutex::default() }
+    }
+
+    /// Notes additions `plugin` made.
+    pub fn record(&self, plugin: &Arc<str>, adds: impl Iterator<Item = SetAdd>) {
+        let mut v = lock(&self.adds);
+        v.extend(adds.map(|a| (plugin.clone(), a)));
+    }
+
+    /// The additions noted since the last call, in order.
+    pub fn take_adds(&self) -> Vec<(Arc<str>, SetAdd)> {
+        std::mem::take(&mut *lock(&self.adds))
+    }
+}
+
 /// Every plugin's namespace, by plugin name.
 #[derive(Clone)]
 pub struct StateStore {
@@ -415,8 +470,9 @@ impl StateStore {
 }
 
 impl StateStore {
-    /// Writes every namespace to `path` atomically (temp file, fsync, rename).
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+    /// Every namespace, encoded with a checksum trailer (what `save`
+    /// writes and `from_bytes` reads).
+    pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::from(&MAGIC[..]);
         let namespaces: Vec<(String, Arc<Mutex<Namespace>>)> = {
             let map = lock(&self.inner);
@@ -432,6 +488,12 @@ impl StateStore {
         }
         let digest = Sha256::digest(&out);
         out.extend_from_slice(&digest);
+        out
+    }
+
+    /// Writes every namespace to `path` atomically (temp file, fsync, rename).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let out = self.to_bytes();
         let tmp = path.with_extension("tmp");
         {
             let mut f = std::fs::File::create(&tmp)?;
@@ -444,6 +506,11 @@ impl StateStore {
     /// Reads a snapshot written by `save`.
     pub fn load(path: &Path, bounds: StateBounds) -> Result<Self, String> {
         let buf = std::fs::read(path).map_err(|e| e.to_string())?;
+        Self::from_bytes(&buf, bounds)
+    }
+
+    /// Reads what `to_bytes` wrote; a torn or altered snapshot is an error.
+    pub fn from_bytes(buf: &[u8], bounds: StateBounds) -> Result<Self, String> {
         if buf.len() < MAGIC.len() + 4 + 32 || &buf[..8] != MAGIC {
             return Err("not a vigil state snapshot".into());
         }
@@ -490,6 +557,27 @@ mod tests {
             max_value_bytes: 100,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn set_additions_applied_twice_or_in_another_order_give_the_same_sets() {
+        // What a cluster node relies on when it applies other nodes' additions.
+        let adds: Vec<SetAdd> = (0..400u64)
+            .map(|i| SetAdd {
+                key: i % 5,
+                member: i * 7 + 1,
+                tags: (i % 3) as u8,
+                now_ms: 1_000_000 + i as i64 * 997,
+                bucket_ms: 60_000,
+                buckets: 8,
+            })
+            .collect();
+        let mut a = Namespace::new(bounds(10_000, 1 << 26));
+        adds.iter().for_each(|x| a.set_add(x));
+        let mut b = Namespace::new(bounds(10_000, 1 << 26));
+        adds.iter().rev().chain(&adds).for_each(|x| b.set_add(x));
+        assert_eq!(a.sets(), b.sets());
+        assert_eq!(a.sets().len(), 5);
     }
 
     #[test]

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 
 /// The runtime, bottom to top (see its lib.rs).
 const RUNTIME: &[&str] = &[
-    "util", "error", "config", "metrics", "input", "batch", "plugin", "state", "engine", "registry", "score", "fuzzing",
+    "util", "error", "config", "metrics", "input", "state", "batch", "plugin", "engine", "registry", "score", "fuzzing",
 ];
 
 /// The `vigil` crate, bottom to top.
-const VIGIL: &[&str] = &["plugins", "service", "commands", "cli"];
+const VIGIL: &[&str] = &["plugins", "service", "cluster", "commands", "cli"];
 
 /// Each source file's module path (`engine::store`) and the `crate::`
 /// paths it names outside its tests.

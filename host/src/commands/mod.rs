@@ -2,6 +2,7 @@
 
 pub mod bundled;
 pub mod check;
+pub mod cluster;
 pub mod demo;
 pub mod keys;
 pub mod score;

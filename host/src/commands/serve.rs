@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use tokio::signal::unix::{SignalKind, signal};
 use vigil_runtime::config::Config;
 
+use crate::cluster::node::Node;
 use crate::service::Server;
 use crate::service::reload::Trigger;
 
@@ -24,6 +25,13 @@ pub struct Args {
     /// An admin token (audit name "env"), beside those in the config.
     #[arg(long, env = "VIGIL_ADMIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     admin_token: Option<String>,
+    /// Run as a cluster node: score the partitions of this NATS JetStream
+    /// cluster that fall to this node (docs/cluster.md).
+    #[arg(long, value_name = "nats://HOST:PORT")]
+    source: Option<String>,
+    /// This node's name in the cluster (overrides `cluster.node_id`).
+    #[arg(long, value_name = "NAME")]
+    node_id: Option<String>,
     /// The key LiteLLM must send in `x-api-key` (overrides `guardrail.api_key`).
     #[arg(long, env = "VIGIL_GUARDRAIL_KEY", hide_env_values = true, value_name = "KEY")]
     guardrail_key: Option<String>,
@@ -38,6 +46,9 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(k) = args.guardrail_key.filter(|k| !k.is_empty()) {
         config.guardrail.api_key = Some(k);
+    }
+    if let Some(n) = args.node_id {
+        config.cluster.node_id = Some(n);
     }
     let listen = args.listen.unwrap_or_else(|| config.server.listen.clone());
     let plugins = args.plugins;
@@ -54,9 +65,17 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
             signal(SignalKind::hangup())?,
         ))
     })?;
-    let server = Server::start(config, &plugins, &listen)?;
+    let server = Server::start(config.clone(), &plugins, &listen)?;
     let live = server.registry.snapshot().plugins.len();
     eprintln!("vigil: listening on {} with {live} plugins from {}", server.addr, plugins.display());
+    let node = match &args.source {
+        Some(url) => {
+            let n = Node::start(url, config, server.scorer.clone(), server.state.clone(), server.metrics.clone())?;
+            eprintln!("vigil: cluster node {} on {url}", n.me.node);
+            Some(n)
+        }
+        None => None,
+    };
     rt.block_on(async {
         loop {
             tokio::select! {
@@ -68,6 +87,10 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     });
+    if let Some(n) = node {
+        eprintln!("vigil: handing partitions back");
+        n.stop();
+    }
     eprintln!("vigil: draining and saving state");
     // A supervisor must see a failed final save: the state since the last
     // snapshot is lost.

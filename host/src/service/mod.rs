@@ -48,6 +48,7 @@ pub struct Server {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub state: StateStore,
+    pub scorer: Arc<Scorer>,
     pub reload: std::sync::mpsc::Sender<Trigger>,
     state_path: PathBuf,
     removed_grace: Duration,
@@ -90,7 +91,7 @@ impl Server {
         let gateway = Gateway::start(&config, &state_dir, scorer.clone(), metrics.clone(), cases.clone())?;
         let sv = &config.server;
         let app = Arc::new(App {
-            scoring: LogScoring::new(scorer, &config, cases.clone(), metrics.clone()),
+            scoring: LogScoring::new(scorer.clone(), &config, cases.clone(), metrics.clone()),
             gateway,
             registry: registry.clone(),
             metrics: metrics.clone(),
@@ -119,6 +120,7 @@ impl Server {
             registry,
             metrics,
             state,
+            scorer,
             reload: reload_tx,
             state_path,
             removed_grace,

@@ -15,7 +15,7 @@ use crate::engine::bindings::vigil::detector::types::{CounterOp, Field, Level, S
 use crate::engine::grants::Resolver;
 use crate::engine::output::{LogBudget, PluginOutput};
 use crate::plugin::manifest::Grants;
-use crate::state::Namespace;
+use crate::state::{Namespace, Scope, SetAdd};
 use crate::util::lock;
 
 /// Resource limits for one store, remembering whether memory ran out.
@@ -57,7 +57,12 @@ pub struct StoreData {
     pub(crate) limiter: Limiter,
     pub(crate) plugin: Arc<str>,
     grants: Arc<Grants>,
+    /// The plugin's own namespace: window sets always, values and counters
+    /// unless a batch's scope holds them.
     state: Arc<Mutex<Namespace>>,
+    /// Where values and counters go for the batch at hand.
+    kv: Arc<Mutex<Namespace>>,
+    scope: Option<Arc<Scope>>,
     pub(crate) log: Arc<Mutex<LogBudget>>,
     batch: Option<Arc<Batch>>,
     resolver: Resolver,
@@ -90,7 +95,9 @@ impl StoreData {
             },
             plugin,
             grants,
+            kv: state.clone(),
             state,
+            scope: None,
             log,
             batch: None,
             resolver: Resolver::default(),
@@ -99,6 +106,11 @@ impl StoreData {
 
     /// Makes `batch` the one `resolve` answers for, and resets the log budget.
     pub fn begin_batch(&mut self, batch: Option<Arc<Batch>>, lines: u32, bytes: u32) {
+        self.scope = batch.as_ref().and_then(|b| b.scope.clone());
+        self.kv = match &self.scope {
+            Some(s) => s.kv.namespace(&self.plugin),
+            None => self.state.clone(),
+        };
         self.batch = batch;
         self.resolver = Resolver::default();
         let mut log = lock(&self.log);
@@ -107,7 +119,7 @@ impl StoreData {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, Namespace> {
-        lock(&self.state)
+        lock(&self.kv)
     }
 }
 
@@ -189,7 +201,18 @@ impl bindings::vigil::detector::host::Host for StoreData {
     }
 
     fn sets_update(&mut self, ops: Vec<SetOp>) -> Vec<SetView> {
-        let mut ns = self.state();
+        if let Some(scope) = &self.scope {
+            let adds = ops.iter().filter(|op| op.member != 0).map(|op| SetAdd {
+                key: op.key,
+                member: op.member,
+                tags: op.tags,
+                now_ms: op.now_ms,
+                bucket_ms: op.bucket_ms,
+                buckets: op.buckets,
+            });
+            scope.record(&self.plugin, adds);
+        }
+        let mut ns = lock(&self.state);
         ops.into_iter()
             .map(|op| {
                 let v = ns.set_update(

@@ -74,6 +74,20 @@ struct Label {
     crowd: bool,
 }
 
+/// What one verdict adds to the link graph: the labels it carried and
+/// whether it was flagged on its own. Cluster nodes share these.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Evidence {
+    /// The account.
+    pub account: String,
+    /// Event time of the request.
+    pub ts_ms: i64,
+    /// Labels of a kind the graph links on.
+    pub labels: Vec<String>,
+    /// Flagged on its own.
+    pub flagged: bool,
+}
+
 /// A raised cluster, as the report draws it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Cluster {
@@ -145,12 +159,14 @@ impl Campaigns {
     /// Takes a batch's verdicts in order (with their requests' event times):
     /// records the links each one carries, then adds the campaign signal to
     /// it if its account is in a raised cluster, and recombines its score.
-    pub fn apply(&mut self, verdicts: &mut [Verdict], times: &[i64], scoring: &Scoring) {
+    /// Returns the evidence the batch added, for a cluster to share.
+    pub fn apply(&mut self, verdicts: &mut [Verdict], times: &[i64], scoring: &Scoring) -> Vec<Evidence> {
+        let mut added = Vec::new();
         if !self.cfg.enabled {
-            return;
+            return added;
         }
         for (v, &ts) in verdicts.iter_mut().zip(times) {
-            self.observe(v, ts);
+            added.extend(self.observe(v, ts));
             if let Some(sig) = self.signal(&v.account) {
                 if sig.mode == Mode::Enforce {
                     let w = self.cfg.weight;
@@ -160,37 +176,66 @@ impl Campaigns {
                 v.signals.push(sig);
             }
         }
+        added
     }
 
     /// Records what `v` links (before any campaign signal is added to it).
-    fn observe(&mut self, v: &Verdict, ts: i64) {
+    fn observe(&mut self, v: &Verdict, ts: i64) -> Option<Evidence> {
+        let e = self.evidence_of(v, ts);
+        match &e {
+            Some(e) => self.take(e),
+            None => self.advance(ts),
+        }
+        e
+    }
+
+    /// What `v` adds to the graph, if anything: its links and whether it
+    /// was flagged on its own.
+    fn evidence_of(&self, v: &Verdict, ts: i64) -> Option<Evidence> {
+        let labels: Vec<String> = v
+            .signals
+            .iter()
+            .filter(|s| s.error.is_none() && s.mode == Mode::Enforce && s.score >= self.cfg.link_min)
+            .flat_map(|s| s.labels.iter())
+            .filter(|l| self.kind_of(l).is_some())
+            .cloned()
+            .collect();
+        let flagged = v.decision != Decision::Allow;
+        (flagged || !labels.is_empty()).then(|| Evidence { account: v.account.clone(), ts_ms: ts, labels, flagged })
+    }
+
+    fn advance(&mut self, ts: i64) {
         if ts > self.newest_ms {
             self.newest_ms = ts;
             if ts >= self.next_rebuild_ms {
                 self.rebuild(ts);
             }
         }
+    }
+
+    /// Takes in evidence seen elsewhere (another cluster node's accounts).
+    /// Links are a union: taking the same evidence twice changes nothing.
+    pub fn take(&mut self, e: &Evidence) {
+        if !self.cfg.enabled {
+            return;
+        }
+        self.advance(e.ts_ms);
         let mut me = None;
-        for s in &v.signals {
-            if s.error.is_some() || s.mode != Mode::Enforce || s.score < self.cfg.link_min {
-                continue;
-            }
-            for l in &s.labels {
-                if let Some(kind) = self.kind_of(l) {
-                    if me.is_none() {
-                        me = self.account(&v.account);
-                    }
-                    match me {
-                        Some(a) => self.link(a, l, kind, ts),
-                        None => self.dropped += 1,
-                    }
+        for l in &e.labels {
+            if let Some(kind) = self.kind_of(l) {
+                if me.is_none() {
+                    me = self.account(&e.account);
+                }
+                match me {
+                    Some(a) => self.link(a, l, kind, e.ts_ms),
+                    None => self.dropped += 1,
                 }
             }
         }
-        if v.decision != Decision::Allow {
+        if e.flagged {
             // Flagged on its own: counts if it is (or becomes) linked.
-            if let Some(&a) = self.by_name.get(v.account.as_str()) {
-                self.flag(a, ts);
+            if let Some(&a) = self.by_name.get(e.account.as_str()) {
+                self.flag(a, e.ts_ms);
             }
         }
     }

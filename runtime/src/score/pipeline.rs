@@ -20,7 +20,7 @@ use crate::input::record::Record;
 use crate::metrics::Metrics;
 use crate::registry::load::PluginSet;
 use crate::registry::{LivePlugin, Registry, Snapshot};
-use crate::score::campaigns::Campaigns;
+use crate::score::campaigns::{Campaigns, Evidence};
 use crate::score::combine::{Decision, PluginResult, Verdict, verdicts};
 use crate::util::lock;
 
@@ -76,6 +76,12 @@ impl Scorer {
         Batch::new(records, &self.hasher)
     }
 
+    /// A batch of one partition's `records`, scored against `scope` (a
+    /// cluster node's partition state).
+    pub fn batch_in(&self, records: Vec<Record>, scope: Arc<crate::state::Scope>) -> Batch {
+        Batch::scoped(records, &self.hasher, scope)
+    }
+
     /// Every live plugin scores the batch concurrently; verdicts come back in
     /// order, with each plugin's outcome (in the snapshot's order).
     pub fn score(&self, batch: Batch) -> (Vec<Verdict>, Vec<Outcome>) {
@@ -96,6 +102,13 @@ impl Scorer {
 
     /// Waits for every plugin's answer on a submitted batch and combines.
     pub fn finish(&self, f: InFlight) -> (Vec<Verdict>, Vec<Outcome>) {
+        let (v, o, _) = self.finish_with_evidence(f);
+        (v, o)
+    }
+
+    /// `finish`, also returning the campaign evidence the batch added (a
+    /// cluster node shares it with the others).
+    pub fn finish_with_evidence(&self, f: InFlight) -> (Vec<Verdict>, Vec<Outcome>, Vec<Evidence>) {
         let plugins = &f.snap.plugins;
         let outcomes = collect_all(plugins.iter().map(|p| &*p.worker), f.replies);
         let results: Vec<PluginResult<'_>> = plugins
@@ -105,16 +118,17 @@ impl Scorer {
             .collect();
         let mut v = verdicts(&f.batch, &results, &self.scoring);
         let times: Vec<i64> = f.batch.records.iter().map(|r| r.ts_ms).collect();
-        {
+        let evidence = {
             let mut c = lock(&self.campaigns);
             let dropped = c.dropped();
-            c.apply(&mut v, &times, &self.scoring);
+            let evidence = c.apply(&mut v, &times, &self.scoring);
             if c.dropped() > dropped {
                 self.metrics.add("vigil_campaign_links_dropped_total", vec![], (c.dropped() - dropped) as f64);
             }
-        }
+            evidence
+        };
         self.record(plugins, &outcomes, &v);
-        (v, outcomes)
+        (v, outcomes, evidence)
     }
 
     fn record(&self, plugins: &[LivePlugin], outcomes: &[Outcome], verdicts: &[Verdict]) {
