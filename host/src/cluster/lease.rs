@@ -157,15 +157,7 @@ pub fn owner_of(p: u32, live: &[String]) -> Option<&str> {
 }
 
 fn rank(node: &str, p: u32) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in node.bytes().chain(p.to_le_bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    // Finish with a mix so close names spread evenly.
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^ (h >> 33)
+    vigil_sdk::hash::key(vigil_sdk::hash::tag(node), u64::from(p))
 }
 
 /// A name usable as a key (letters, digits, `-` and `_`).

@@ -51,16 +51,7 @@ pub fn subject_token(account: &str) -> String {
     let plain = !account.is_empty()
         && account.len() <= 128
         && account.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if plain {
-        account.to_string()
-    } else {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in account.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("x{h:016x}")
-    }
+    if plain { account.to_string() } else { format!("x{:016x}", vigil_sdk::hash::tag(account)) }
 }
 
 /// The subject a record of `account` is published on.

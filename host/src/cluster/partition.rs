@@ -75,6 +75,12 @@ pub struct Signals {
     pub lost: AtomicBool,
 }
 
+impl Signals {
+    fn stopping(&self) -> bool {
+        self.lost.load(Ordering::Acquire) || self.release.load(Ordering::Acquire)
+    }
+}
+
 struct Pending {
     seq: u64,
     record: Record,
@@ -177,13 +183,13 @@ pub async fn run(ctx: Arc<Ctx>, held: Arc<tokio::sync::Mutex<Held>>, sig: Arc<Si
         }
         let mut waited = false;
         while ctx.progress.low().is_none_or(|low| first_ts > low.saturating_add(cfg.align_slack_ms as i64)) {
-            if sig.lost.load(Ordering::Acquire) || sig.release.load(Ordering::Acquire) {
+            if sig.stopping() {
                 break;
             }
             waited = true;
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        if waited && (sig.lost.load(Ordering::Acquire) || sig.release.load(Ordering::Acquire)) {
+        if waited && sig.stopping() {
             continue;
         }
         let batch: Vec<Pending> = buf.drain(..n).collect();

@@ -11,7 +11,7 @@ use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use vigil_runtime::config::{BadInputPolicy, Input};
-use vigil_runtime::input::lines::{BOM, Line, LineReader};
+use vigil_runtime::input::lines::{Line, LineReader, too_long};
 use vigil_runtime::input::record::Record;
 
 use super::request_subject;
@@ -43,26 +43,25 @@ pub async fn run<R: BufRead>(
     let mut acks: VecDeque<PublishAckFuture> = VecDeque::new();
     let mut done = Published::default();
     while let Some(line) = lines.next_line(&mut buf).context("reading records")? {
+        // The reader drops a first line's byte-order mark.
         let n = match line {
             Line::Text(n) => n,
             Line::TooLong(n, len) => {
-                let msg = format!("line {n}: {len} bytes, over the limit of {}", limits.max_line_bytes);
-                bad(&mut done, on_bad, msg)?;
+                bad(&mut done, on_bad, format!("bad input: {}", too_long(n, len, limits.max_line_bytes)))?;
                 continue;
             }
         };
-        let text = if n == 1 { buf.strip_prefix(BOM).unwrap_or(&buf) } else { &buf[..] };
-        if text.iter().all(u8::is_ascii_whitespace) {
+        if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let r = match Record::parse(text, n, limits) {
+        let r = match Record::parse(&buf, n, limits) {
             Ok(r) => r,
             Err(e) => {
                 bad(&mut done, on_bad, format!("bad input: {e}"))?;
                 continue;
             }
         };
-        let msg = PublishMessage::build().payload(Bytes::copy_from_slice(text)).message_id(&r.id);
+        let msg = PublishMessage::build().payload(Bytes::copy_from_slice(&buf)).message_id(&r.id);
         let ack =
             c.js.send_publish(request_subject(&r.account, c.partitions), msg)
                 .await

@@ -98,14 +98,19 @@ async fn read_partitions(settings: &kv::Store) -> anyhow::Result<u32> {
     std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()).context("the cluster's partition count is unreadable")
 }
 
-/// Connects and opens what `ensure` created.
-pub async fn open(url: &str) -> anyhow::Result<Cluster> {
+/// A JetStream context on the server at `url`.
+pub async fn connect(url: &str) -> anyhow::Result<Context> {
     let client = async_nats::ConnectOptions::new()
         .name("vigil")
         .connect(url)
         .await
         .with_context(|| format!("connecting to NATS at {url}"))?;
-    let js = jetstream::new(client);
+    Ok(jetstream::new(client))
+}
+
+/// Connects and opens what `ensure` created.
+pub async fn open(url: &str) -> anyhow::Result<Cluster> {
+    let js = connect(url).await?;
     let missing = || "run `vigil cluster setup` first";
     let settings = js.get_key_value(SETTINGS).await.context(missing())?;
     let partitions = read_partitions(&settings).await?;

@@ -60,8 +60,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Setup { nats, partitions } => runtime()?.block_on(async {
-            let client = async_nats::connect(&nats).await.with_context(|| format!("connecting to NATS at {nats}"))?;
-            setup::ensure(&async_nats::jetstream::new(client), partitions).await?;
+            setup::ensure(&setup::connect(&nats).await?, partitions).await?;
             eprintln!("vigil: cluster ready on {nats} with {partitions} partitions");
             print!("{}", setup::mapping(partitions));
             Ok(ExitCode::SUCCESS)
@@ -102,8 +101,7 @@ pub fn publish(config: Config, args: PublishArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn verdicts(url: &str, out: &str, expect: Option<u64>, idle_ms: u64) -> anyhow::Result<ExitCode> {
-    let client = async_nats::connect(url).await.with_context(|| format!("connecting to NATS at {url}"))?;
-    let js = async_nats::jetstream::new(client);
+    let js = setup::connect(url).await?;
     let stream = js.get_stream(VERDICTS).await.context("no verdict stream: run `vigil cluster setup` first")?;
     let consumer = stream
         .create_consumer(consumer::pull::OrderedConfig {

@@ -14,6 +14,11 @@ pub struct LineReader<R> {
     line_no: u64,
 }
 
+/// The bad-input report for a line over `max` bytes (`Line::TooLong`).
+pub fn too_long(line: u64, len: usize, max: usize) -> crate::error::BadInput {
+    crate::error::BadInput { line, field: None, message: format!("line is {len} bytes, over the limit of {max}") }
+}
+
 /// One line from a `LineReader`.
 pub enum Line {
     /// A line, by number (1-based); its text is in the buffer.

@@ -15,7 +15,7 @@ use crate::config::{BadInputPolicy, Config, Input, Scoring};
 use crate::engine::worker::{Outcome, collect_all, submit_all};
 use crate::error::{BadInput, Error};
 use crate::input::admit::{Admission, Origin};
-use crate::input::lines::{Line, LineReader};
+use crate::input::lines::{Line, LineReader, too_long};
 use crate::input::record::Record;
 use crate::metrics::Metrics;
 use crate::registry::load::PluginSet;
@@ -339,11 +339,7 @@ fn read_batches<R: BufRead>(
         let line = lines.next_line(&mut buf).map_err(|e| Error::io("reading input", e))?;
         let parsed = match line {
             None => break,
-            Some(Line::TooLong(n, len)) => Err(BadInput {
-                line: n,
-                field: None,
-                message: format!("line is {len} bytes, over the limit of {}", opts.input.max_line_bytes),
-            }),
+            Some(Line::TooLong(n, len)) => Err(too_long(n, len, opts.input.max_line_bytes)),
             Some(Line::Text(n)) => {
                 if buf.iter().all(u8::is_ascii_whitespace) {
                     blank += 1;
