@@ -10,6 +10,7 @@
 //! medians and ratios. Progress goes to stderr; the report to `--out` and
 //! stdout.
 
+mod cluster;
 mod e2e;
 mod gateway;
 mod instantiate;
@@ -27,13 +28,15 @@ use vigil_runtime::batch::handles::Hasher64;
 use vigil_runtime::config::EngineConfig;
 use vigil_runtime::engine::Runtime;
 
-const USAGE: &str = "usage: vigil-bench [--quick] [--out FILE] [--sections 1,2,3,4,5] [--vigil PATH] [--baseline PATH]
+const USAGE: &str =
+    "usage: vigil-bench [--quick] [--out FILE] [--sections 1,2,3,4,5,6] [--vigil PATH] [--baseline PATH]
 
   --quick      small smoke sizes (seconds), to check the benchmark works
   --out FILE   where to write the report (default BENCHMARKS.md)
   --sections   which sections to run (default all): 1 native vs plugin,
                2 typed WIT vs JSON, 3 instantiation, 4 end to end,
-               5 gateway latency (LiteLLM guardrail endpoint)
+               5 gateway latency (LiteLLM guardrail endpoint),
+               6 cluster on NATS JetStream (needs nats-server)
   --vigil PATH the vigil binary for section 4 (default: built with cargo)
   --baseline PATH another vigil binary (an older build, say) whose headline
                run is interleaved with this one's in section 4";
@@ -47,8 +50,13 @@ struct Args {
 }
 
 fn args() -> Result<Args, String> {
-    let mut a =
-        Args { quick: false, out: "BENCHMARKS.md".into(), sections: vec![1, 2, 3, 4, 5], vigil: None, baseline: None };
+    let mut a = Args {
+        quick: false,
+        out: "BENCHMARKS.md".into(),
+        sections: vec![1, 2, 3, 4, 5, 6],
+        vigil: None,
+        baseline: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -60,9 +68,9 @@ fn args() -> Result<Args, String> {
             "--sections" => {
                 a.sections = value()?
                     .split(',')
-                    .map(|s| s.trim().parse::<u8>().ok().filter(|n| (1..=5).contains(n)))
+                    .map(|s| s.trim().parse::<u8>().ok().filter(|n| (1..=6).contains(n)))
                     .collect::<Option<_>>()
-                    .ok_or("--sections takes numbers 1 to 5, comma-separated")?;
+                    .ok_or("--sections takes numbers 1 to 6, comma-separated")?;
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -83,6 +91,7 @@ struct Plan {
     instantiate: instantiate::Counts,
     e2e: e2e::Sizes,
     gateway: gateway::Sizes,
+    cluster: cluster::Sizes,
 }
 
 fn plan(quick: bool) -> Plan {
@@ -113,6 +122,7 @@ fn plan(quick: bool) -> Plan {
                 scaling_rounds: 1,
             },
             gateway: gateway::Sizes { rates: vec![500.0], rounds: 1, slice: std::time::Duration::from_secs(2) },
+            cluster: cluster::Sizes { days: 0.1, partitions: 8, nodes: vec![1, 2] },
         }
     } else {
         Plan {
@@ -145,6 +155,7 @@ fn plan(quick: bool) -> Plan {
                 rounds: 4,
                 slice: std::time::Duration::from_secs(5),
             },
+            cluster: cluster::Sizes { days: 1.4, partitions: 32, nodes: vec![1, 2, 3] },
         }
     }
 }
@@ -178,7 +189,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let mut report = report::Report { quick: args.quick, ..Default::default() };
 
     // First, so a build never runs while something is being timed.
-    let vigil = if on(4) || on(5) { Some(e2e::locate_vigil(args.vigil.clone())?) } else { None };
+    let vigil = if on(4) || on(5) || on(6) { Some(e2e::locate_vigil(args.vigil.clone())?) } else { None };
 
     let bundled = vigil_bundle::files();
     let hasher = Hasher64::new(config.handle_key().expect("default key"));
@@ -229,6 +240,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if on(5) {
         progress!("gateway latency");
         report.gateway = Some(gateway::run(&plan.gateway, vigil.as_deref().expect("located above"))?);
+    }
+
+    if on(6) {
+        let vigil = vigil.as_deref().expect("located above");
+        report.cluster = Some(cluster::run(vigil, tmp.path(), &cache_dir, &plan.cluster)?);
     }
 
     let text = report.markdown();

@@ -15,6 +15,7 @@ pub struct Report {
     pub sweep: Option<Vec<e2e::SweepRow>>,
     pub scaling: Option<Result<e2e::Scaling, String>>,
     pub gateway: Option<String>,
+    pub cluster: Option<String>,
 }
 
 const INTRO: &str = "\
@@ -101,6 +102,11 @@ fn f2(x: f64) -> String {
     if x.is_finite() { format!("{x:.2}") } else { "-".into() }
 }
 
+const CLUSTER: &str = "\n## 6. Cluster on NATS JetStream\n\n\
+The distributed cost per record: 1, 2 and 3 `vigil serve --source nats://` nodes (docs/cluster.md) on this \
+two-core machine, against one `vigil score` of the same log. More nodes on the same two cores add \
+coordination, not cores: the scaling past this machine is a model in docs/cluster.md, labelled so.\n\n";
+
 const NOT_RUN: &str = "_Not run (see `--sections`)._\n";
 
 impl Report {
@@ -127,6 +133,11 @@ impl Report {
              no micro-batching (one call per plugin call). Mean batch = calls / plugin calls.\n",
         );
         match &self.gateway {
+            Some(t) => s.push_str(t),
+            None => s.push_str(NOT_RUN),
+        }
+        s.push_str(CLUSTER);
+        match &self.cluster {
             Some(t) => s.push_str(t),
             None => s.push_str(NOT_RUN),
         }

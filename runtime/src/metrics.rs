@@ -74,6 +74,24 @@ const HELP: &[(&str, &str, &str)] = &[
     ("vigil_guardrail_seconds", "histogram", "Time from a guardrail call's arrival to its answer."),
     ("vigil_admin_actions_total", "counter", "Admin API actions by action."),
     ("vigil_http_connections_refused_total", "counter", "Connections closed at once: over server.max_connections."),
+    ("vigil_cluster_records_scored_total", "counter", "Records this cluster node scored from its partitions."),
+    ("vigil_cluster_batches_total", "counter", "Partition batches this cluster node scored."),
+    ("vigil_cluster_partitions_taken_total", "counter", "Partition leases this cluster node took."),
+    ("vigil_cluster_bad_records_total", "counter", "Records on the stream that were not valid records (skipped)."),
+    ("vigil_cluster_shared_bytes_total", "counter", "Bytes of cross-account state this node published."),
+    ("vigil_cluster_snapshot_bytes_total", "counter", "Bytes of partition snapshots this node wrote."),
+    (
+        "vigil_cluster_lead_seconds_total",
+        "counter",
+        "Event time each batch ran ahead of the slowest partition, summed (over batches: the mean staleness of \
+         the cross-account state a batch reads).",
+    ),
+    ("vigil_cluster_shared_applied_total", "counter", "Other nodes' shared-state messages applied."),
+    (
+        "vigil_cluster_shared_lag_seconds_total",
+        "counter",
+        "Wall time from a shared-state message's publication to its application here, summed.",
+    ),
 ];
 
 impl Metrics {

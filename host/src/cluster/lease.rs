@@ -7,7 +7,7 @@
 //! that was paused past its lease) fails on its next write and can no
 //! longer commit state.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use async_nats::jetstream::kv;
@@ -56,9 +56,19 @@ pub struct Held {
     pub lease: Lease,
 }
 
-/// Someone else wrote the lease since we did: the partition is not ours.
+/// Why a write over a held lease did not happen.
 #[derive(Debug)]
-pub struct Lost;
+pub enum WriteError {
+    /// Someone else wrote the lease since we did: the partition is not ours.
+    Lost,
+    /// The bus did not answer, and the lease as stored is still our
+    /// previous write: it is ours until it expires, and the write can be
+    /// tried again.
+    Unsure(anyhow::Error),
+}
+
+/// Longest wait for one lease write or read.
+const CALL: Duration = Duration::from_millis(1500);
 
 fn key(p: u32) -> String {
     format!("p{p}")
@@ -76,13 +86,14 @@ pub async fn read(leases: &kv::Store, p: u32) -> anyhow::Result<(Option<u64>, Le
     }
 }
 
-/// Takes partition `p` if its lease is free, expired or our own previous
-/// life's; `None` if another node holds it or won the race.
+/// Takes partition `p` if its lease is free, expired or our own (called
+/// only for partitions no runner of ours holds); `None` if another node holds it or won the race.
 pub async fn acquire(leases: &kv::Store, p: u32, me: &Me, lease_ms: u64) -> anyhow::Result<Option<Held>> {
     let (rev, old) = read(leases, p).await?;
     let free = match &old.owner {
         None => true,
-        Some(o) => old.expires_ms < now_ms() || (o.node == me.node && o.incarnation != me.incarnation),
+        // Our own: a previous life's, or a runner of ours that ended.
+        Some(o) => old.expires_ms < now_ms() || o.node == me.node,
     };
     if !free {
         return Ok(None);
@@ -102,23 +113,127 @@ pub async fn acquire(leases: &kv::Store, p: u32, me: &Me, lease_ms: u64) -> anyh
 }
 
 /// Writes `next` over a lease we hold (renewal, snapshot commit, release).
-pub async fn write(leases: &kv::Store, held: &mut Held, next: Lease) -> Result<(), Lost> {
-    let value = Bytes::from(serde_json::to_vec(&next).map_err(|_| Lost)?);
-    match leases.update(key(held.partition), value, held.revision).await {
-        Ok(r) => {
+///
+/// A write whose answer never came may still have landed, leaving
+/// `held.revision` stale; every later write would then fail the revision
+/// check although nobody else wrote. So any failure reads the lease back:
+/// if it holds what we wrote, the write landed (its revision is adopted);
+/// if it holds what we wrote before, nothing happened; anything else is
+/// another node's write.
+pub async fn write(leases: &kv::Store, held: &mut Held, next: Lease) -> Result<(), WriteError> {
+    let value = Bytes::from(serde_json::to_vec(&next).map_err(|e| WriteError::Unsure(e.into()))?);
+    let failure = match tokio::time::timeout(CALL, leases.update(key(held.partition), value, held.revision)).await {
+        Ok(Ok(r)) => {
+            held.revision = r;
+            held.lease = next;
+            return Ok(());
+        }
+        Ok(Err(e)) => anyhow::Error::from(e),
+        Err(_) => anyhow::anyhow!("no answer within {CALL:?}"),
+    };
+    let stored = match tokio::time::timeout(CALL, read(leases, held.partition)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(WriteError::Unsure(failure.context(format!("and reading it back: {e:#}")))),
+        Err(_) => return Err(WriteError::Unsure(failure.context("and no answer reading it back"))),
+    };
+    match stored {
+        (Some(r), l) if l == next => {
             held.revision = r;
             held.lease = next;
             Ok(())
         }
-        Err(_) => Err(Lost),
+        (Some(r), l) if r == held.revision && l == held.lease => Err(WriteError::Unsure(failure)),
+        (r, l) => {
+            tracing::warn!(
+                partition = held.partition,
+                held_revision = held.revision,
+                stored_revision = ?r,
+                stored_owner = ?l.owner,
+                stored_epoch = l.epoch,
+                "lease written by another node ({failure:#})"
+            );
+            Err(WriteError::Lost)
+        }
     }
 }
 
-/// Says this node is alive until `lease_ms` from now.
-pub async fn heartbeat(nodes: &kv::Store, me: &Me, lease_ms: u64) -> anyhow::Result<()> {
-    let v = serde_json::to_vec(&(me, now_ms() + lease_ms as i64))?;
-    nodes.put(node_key(&me.node), Bytes::from(v)).await.context("renewing node liveness")?;
-    Ok(())
+/// The node name is in use by another live process: two processes with one
+/// name would each take the other's partitions as "a previous life's".
+#[derive(Debug)]
+pub struct NameTaken(pub Me);
+
+impl std::fmt::Display for NameTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "node name `{}` is in use by another live process (incarnation {}): give each node its own --node-id",
+            self.0.node, self.0.incarnation
+        )
+    }
+}
+
+impl std::error::Error for NameTaken {}
+
+async fn read_node(nodes: &kv::Store, node: &str) -> anyhow::Result<Option<(u64, Me, i64)>> {
+    match nodes.entry(node_key(node)).await.context("reading node liveness")? {
+        Some(e) if e.operation == kv::Operation::Put => {
+            let (m, until) =
+                serde_json::from_slice::<(Me, i64)>(&e.value).context("a node entry that is not vigil's")?;
+            Ok(Some((e.revision, m, until)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Takes this node's name in the nodes bucket and returns the revision the
+/// first [`heartbeat`] writes over. A previous life's entry (a restart
+/// after a crash) is waited out; an entry another process keeps renewing is
+/// [`NameTaken`].
+pub async fn claim(nodes: &kv::Store, me: &Me, lease_ms: u64) -> anyhow::Result<u64> {
+    let value = || serde_json::to_vec(&(me, now_ms() + lease_ms as i64)).map(Bytes::from);
+    loop {
+        let written = match read_node(nodes, &me.node).await? {
+            None => match nodes.entry(node_key(&me.node)).await.context("reading node liveness")? {
+                Some(e) => nodes.update(node_key(&me.node), value()?, e.revision).await.ok(),
+                None => nodes.create(node_key(&me.node), value()?).await.ok(),
+            },
+            Some((rev, other, until)) if other != *me && until >= now_ms() => {
+                // Alive, or a crashed life whose entry has not run out yet.
+                tokio::time::sleep(Duration::from_millis((until - now_ms()).max(0) as u64 + 50)).await;
+                match read_node(nodes, &me.node).await? {
+                    Some((r, o, _)) if r != rev && o != *me => return Err(NameTaken(o).into()),
+                    _ => continue,
+                }
+            }
+            Some((rev, _, _)) => nodes.update(node_key(&me.node), value()?, rev).await.ok(),
+        };
+        if let Some(r) = written {
+            return Ok(r);
+        }
+        // Lost a race for the key: look again.
+    }
+}
+
+/// Says this node is alive until `lease_ms` from now, over the revision it
+/// wrote last; [`NameTaken`] if another process has written our name since.
+pub async fn heartbeat(nodes: &kv::Store, me: &Me, lease_ms: u64, revision: &mut u64) -> anyhow::Result<()> {
+    let v = Bytes::from(serde_json::to_vec(&(me, now_ms() + lease_ms as i64))?);
+    let failure = match nodes.update(node_key(&me.node), v, *revision).await {
+        Ok(r) => {
+            *revision = r;
+            return Ok(());
+        }
+        Err(e) => e,
+    };
+    // A write that landed without its answer reaching us is ours too.
+    match read_node(nodes, &me.node).await? {
+        Some((r, m, _)) if m == *me => {
+            *revision = r;
+            Ok(())
+        }
+        Some((_, other, _)) => Err(NameTaken(other).into()),
+        None => Err(anyhow::Error::from(failure).context("renewing node liveness")),
+    }
 }
 
 /// Leaves at once (a clean stop), so partitions move without waiting for

@@ -18,7 +18,7 @@ use vigil_runtime::score::pipeline::Scorer;
 use vigil_runtime::state::StateStore;
 
 use super::SHARED;
-use super::lease::{self, Held, Me};
+use super::lease::{self, Held, Me, WriteError};
 use super::partition::{self, Ctx, End, Signals};
 use super::setup;
 use super::shared::{self, Progresses};
@@ -26,6 +26,9 @@ use super::shared::{self, Progresses};
 /// A running node; `stop` hands its partitions back.
 pub struct Node {
     pub me: Me,
+    /// Answers if the node stops by itself (its name taken by another
+    /// process, or the bus gone for good).
+    pub failed: Option<oneshot::Receiver<anyhow::Error>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -51,6 +54,7 @@ impl Node {
         let me = Me { node: lease::node_name(&node), incarnation: rand::random() };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
         let (stop_tx, stop_rx) = oneshot::channel();
+        let (failed_tx, failed_rx) = oneshot::channel();
         let (url, me2) = (url.to_string(), me.clone());
         let thread = std::thread::Builder::new().name("vigil-cluster".into()).spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
@@ -62,7 +66,7 @@ impl Node {
                 }
             };
             rt.block_on(async move {
-                let ctx = match join(&url, config, me2, scorer, home, metrics).await {
+                let (ctx, revision) = match join(&url, config, me2, scorer, home, metrics).await {
                     Ok(c) => {
                         let _ = ready_tx.send(Ok(()));
                         c
@@ -72,13 +76,14 @@ impl Node {
                         return;
                     }
                 };
-                if let Err(e) = own(ctx, stop_rx).await {
+                if let Err(e) = own(ctx, revision, stop_rx).await {
                     tracing::error!("cluster node stopped: {e:#}");
+                    let _ = failed_tx.send(e);
                 }
             });
         })?;
         ready_rx.recv().context("the cluster thread ended")??;
-        Ok(Node { me, stop: Some(stop_tx), thread: Some(thread) })
+        Ok(Node { me, failed: Some(failed_rx), stop: Some(stop_tx), thread: Some(thread) })
     }
 
     /// Snapshots and hands back every partition held, and leaves.
@@ -107,8 +112,9 @@ fn default_name() -> String {
     format!("{}-{}", host.trim(), std::process::id())
 }
 
-/// Connects and applies the shared stream up to where it was when we
-/// joined, so this node's cross-account state is current before it scores.
+/// Connects, claims the node name, and applies the shared stream up to
+/// where it was when we joined, so this node's cross-account state is
+/// current before it scores. Returns the name's revision.
 async fn join(
     url: &str,
     config: Config,
@@ -116,8 +122,9 @@ async fn join(
     scorer: Arc<Scorer>,
     home: StateStore,
     metrics: Arc<Metrics>,
-) -> anyhow::Result<Arc<Ctx>> {
+) -> anyhow::Result<(Arc<Ctx>, u64)> {
     let cluster = setup::open(url).await?;
+    let revision = lease::claim(&cluster.nodes, &me, config.cluster.lease_ms).await?;
     let progress = Arc::new(Progresses::new(cluster.partitions));
     let applied = Arc::new(AtomicU64::new(0));
     let mut stream = cluster.js.get_stream(SHARED).await.context("opening the shared stream")?;
@@ -129,6 +136,7 @@ async fn join(
         scorer.clone(),
         progress.clone(),
         applied.clone(),
+        metrics.clone(),
     ));
     let started = std::time::Instant::now();
     while applied.load(Ordering::Relaxed) < backlog {
@@ -140,12 +148,11 @@ async fn join(
         seconds = started.elapsed().as_secs_f64(),
         "caught up on the shared stream"
     );
-    lease::heartbeat(&cluster.nodes, &me, config.cluster.lease_ms).await?;
-    Ok(Arc::new(Ctx { cluster, me, scorer, config, progress, metrics }))
+    Ok((Arc::new(Ctx { cluster, me, scorer, config, progress, metrics }), revision))
 }
 
 /// The ownership loop, every quarter lease.
-async fn own(ctx: Arc<Ctx>, mut stop: oneshot::Receiver<()>) -> anyhow::Result<()> {
+async fn own(ctx: Arc<Ctx>, mut revision: u64, mut stop: oneshot::Receiver<()>) -> anyhow::Result<()> {
     let lease_ms = ctx.config.cluster.lease_ms;
     let mut running: HashMap<u32, Running> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(lease_ms / 4));
@@ -157,8 +164,16 @@ async fn own(ctx: Arc<Ctx>, mut stop: oneshot::Receiver<()>) -> anyhow::Result<(
         // Every call on the bus is bounded: a stuck one must not stop the
         // renewals of the partitions held.
         let limit = Duration::from_millis(lease_ms / 4);
-        match tokio::time::timeout(limit, lease::heartbeat(&ctx.cluster.nodes, &ctx.me, lease_ms)).await {
+        match tokio::time::timeout(limit, lease::heartbeat(&ctx.cluster.nodes, &ctx.me, lease_ms, &mut revision)).await
+        {
             Ok(Ok(())) => {}
+            Ok(Err(e)) if e.is::<lease::NameTaken>() => {
+                // Another process is this node now: write nothing more.
+                for r in running.values() {
+                    r.sig.lost.store(true, Ordering::Release);
+                }
+                return Err(e);
+            }
             Ok(Err(e)) => tracing::warn!("{e:#}"),
             Err(_) => tracing::warn!("liveness not renewed within {limit:?}"),
         }
@@ -189,11 +204,17 @@ async fn own(ctx: Arc<Ctx>, mut stop: oneshot::Receiver<()>) -> anyhow::Result<(
                     let Ok(mut h) = r.held.try_lock() else { continue };
                     let mut next = h.lease.clone();
                     next.expires_ms = lease::now_ms() + lease_ms as i64;
-                    let renewed = tokio::time::timeout(limit, lease::write(&ctx.cluster.leases, &mut h, next)).await;
-                    if matches!(renewed, Ok(Err(_))) {
-                        tracing::warn!(partition = p, "lease lost to another node: stopping without writing");
-                        r.sig.lost.store(true, Ordering::Release);
-                    } else if !mine {
+                    match lease::write(&ctx.cluster.leases, &mut h, next).await {
+                        Err(WriteError::Lost) => {
+                            tracing::warn!(partition = p, "lease lost to another node: stopping without writing");
+                            r.sig.lost.store(true, Ordering::Release);
+                            continue;
+                        }
+                        // Still ours until it expires: the next tick tries again.
+                        Err(WriteError::Unsure(e)) => tracing::warn!(partition = p, "lease not renewed: {e:#}"),
+                        Ok(()) => {}
+                    }
+                    if !mine {
                         r.sig.release.store(true, Ordering::Release);
                     }
                 }

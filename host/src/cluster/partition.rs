@@ -181,17 +181,13 @@ pub async fn run(ctx: Arc<Ctx>, held: Arc<tokio::sync::Mutex<Held>>, sig: Arc<Si
             ctx.progress.set(p, at);
             publish_shared(&ctx, p, at, &scope, Vec::new(), &mut acks).await?;
         }
-        let mut waited = false;
-        while ctx.progress.low().is_none_or(|low| first_ts > low.saturating_add(cfg.align_slack_ms as i64)) {
-            if sig.stopping() {
-                break;
-            }
-            waited = true;
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        if waited && sig.stopping() {
+        ctx.progress.wait_low(first_ts.saturating_sub(cfg.align_slack_ms as i64), || sig.stopping()).await;
+        if sig.stopping() {
             continue;
         }
+        let lead_ms = ctx.progress.low().map_or(0, |low| (first_ts - low).max(0));
+        ctx.metrics.add("vigil_cluster_lead_seconds_total", vec![], lead_ms as f64 / 1000.0);
+        ctx.metrics.add("vigil_cluster_batches_total", vec![], 1.0);
         let batch: Vec<Pending> = buf.drain(..n).collect();
         let last_seq = batch.last().expect("non-empty").seq;
         let mut records = Vec::with_capacity(n);
@@ -332,12 +328,18 @@ async fn commit(
         next.owner = None;
         next.expires_ms = 0;
     }
-    let written = tokio::time::timeout(BUS_TIMEOUT, lease::write(&ctx.cluster.leases, &mut h, next)).await;
-    if !matches!(written, Ok(Ok(()))) {
-        if let Some(s) = new.filter(|n| Some(n) != prev.as_ref()) {
-            let _ = ctx.cluster.snapshots.delete(&s.object).await;
+    match lease::write(&ctx.cluster.leases, &mut h, next).await {
+        Ok(()) => {}
+        Err(lease::WriteError::Lost) => {
+            // The lease never pointed at the new snapshot: nobody will read it.
+            if let Some(s) = new.filter(|n| Some(n) != prev.as_ref()) {
+                let _ = ctx.cluster.snapshots.delete(&s.object).await;
+            }
+            return Ok(false);
         }
-        return Ok(false);
+        // Neither snapshot can go (either may be current); the runner
+        // ends, and its lease runs out unless renewed.
+        Err(lease::WriteError::Unsure(e)) => return Err(e.context("committing a snapshot")),
     }
     drop(h);
     if let Some(m) = last {

@@ -131,16 +131,31 @@ impl Shared {
 /// Every partition's progress as this node has applied it.
 pub struct Progresses {
     by_partition: Mutex<Vec<Option<Progress>>>,
+    /// Wakes the partitions waiting for the slowest one.
+    moved: tokio::sync::Notify,
 }
 
 impl Progresses {
     pub fn new(partitions: u32) -> Self {
-        Self { by_partition: Mutex::new(vec![None; partitions as usize]) }
+        Self { by_partition: Mutex::new(vec![None; partitions as usize]), moved: tokio::sync::Notify::new() }
     }
 
     pub fn set(&self, p: u32, at: Progress) {
         if let Some(slot) = lock(&self.by_partition).get_mut(p as usize) {
             *slot = Some(at);
+        }
+        self.moved.notify_waiters();
+    }
+
+    /// Waits until `low()` is at least `t` (or `give_up` says stop, checked
+    /// at least every 100 ms).
+    pub async fn wait_low(&self, t: i64, give_up: impl Fn() -> bool) {
+        loop {
+            let moved = self.moved.notified();
+            if self.low().is_some_and(|low| low >= t) || give_up() {
+                return;
+            }
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), moved).await;
         }
     }
 
@@ -170,6 +185,7 @@ pub async fn apply_forever(
     scorer: Arc<Scorer>,
     progress: Arc<Progresses>,
     applied: Arc<std::sync::atomic::AtomicU64>,
+    metrics: Arc<vigil_runtime::metrics::Metrics>,
 ) -> anyhow::Result<()> {
     let stream = js.get_stream(SHARED).await.context("opening the shared stream")?;
     let consumer = stream
@@ -202,6 +218,14 @@ pub async fn apply_forever(
             for e in &s.evidence {
                 c.take(e);
             }
+        }
+        if s.from != me
+            && let Ok(info) = m.info()
+        {
+            let now_ns = super::lease::now_ms() as i128 * 1_000_000;
+            let lag = (now_ns - info.published.unix_timestamp_nanos()).max(0) as f64 / 1e9;
+            metrics.add("vigil_cluster_shared_applied_total", vec![], 1.0);
+            metrics.add("vigil_cluster_shared_lag_seconds_total", vec![], lag);
         }
         progress.set(s.partition, s.progress);
         applied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

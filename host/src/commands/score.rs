@@ -45,6 +45,11 @@ pub struct Args {
     /// before anything is scored.
     #[arg(long)]
     allow_partial: bool,
+    /// Start from the host state in DIR/state.bin if there is one, and save
+    /// the state there at the end: the file `vigil serve --state-dir` uses,
+    /// so a log scored here warms a server (or the next run).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
@@ -56,7 +61,17 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
     }
     config.validate()?;
     let runtime = Runtime::with_config(&config.engine, true)?;
-    let state = StateStore::new(config.state.clone());
+    let state_path = args.state_dir.as_ref().map(|d| d.join("state.bin"));
+    let state = match &state_path {
+        Some(path) => {
+            let (state, corrupt) = StateStore::restore_or_new(path, config.state.clone());
+            if let Some(c) = corrupt {
+                eprintln!("vigil: host state not restored: {c}");
+            }
+            state
+        }
+        None => StateStore::new(config.state.clone()),
+    };
     let set = crate::plugins::plugin_set(&runtime, &config, &state, args.plugins.as_deref())?;
     let where_ = args.plugins.as_ref().map_or("the bundled set".to_string(), |p| p.display().to_string());
     refuse_partial(&set, &where_, args.allow_partial)?;
@@ -89,6 +104,11 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
     print_summary(&summary);
     if let (Some(path), Some(book)) = (&args.cases, &opts.cases) {
         write_cases(path, &lock(book))?;
+    }
+    if let Some(path) = &state_path {
+        std::fs::create_dir_all(path.parent().expect("a file in a directory"))
+            .and_then(|()| state.save(path))
+            .map_err(|e| anyhow::anyhow!("saving host state to {}: {e}", path.display()))?;
     }
     if summary.requests == 0 && summary.bad_lines == 0 {
         eprintln!("vigil: the input was empty: nothing to score");

@@ -68,7 +68,7 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
     let server = Server::start(config.clone(), &plugins, &listen)?;
     let live = server.registry.snapshot().plugins.len();
     eprintln!("vigil: listening on {} with {live} plugins from {}", server.addr, plugins.display());
-    let node = match &args.source {
+    let mut node = match &args.source {
         Some(url) => {
             let n = Node::start(url, config, server.scorer.clone(), server.state.clone(), server.metrics.clone())?;
             eprintln!("vigil: cluster node {} on {url}", n.me.node);
@@ -76,11 +76,22 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    rt.block_on(async {
+    let mut failed = node.as_mut().and_then(|n| n.failed.take());
+    let node_failed = async {
+        match failed.as_mut() {
+            Some(f) => f.await.ok(),
+            None => std::future::pending().await,
+        }
+    };
+    let mut node_failed = std::pin::pin!(node_failed);
+    let failure = rt.block_on(async {
         loop {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+                _ = term.recv() => break None,
+                _ = int.recv() => break None,
+                e = &mut node_failed => {
+                    if let Some(e) = e { break Some(e) }
+                }
                 _ = hup.recv() => {
                     let _ = server.reload.send(Trigger::Now("SIGHUP"));
                 }
@@ -95,5 +106,8 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
     // A supervisor must see a failed final save: the state since the last
     // snapshot is lost.
     server.stop()?;
-    Ok(ExitCode::SUCCESS)
+    match failure {
+        Some(e) => Err(e.context("the cluster node stopped")),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
