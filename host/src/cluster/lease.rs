@@ -174,14 +174,16 @@ impl std::fmt::Display for NameTaken {
 
 impl std::error::Error for NameTaken {}
 
-async fn read_node(nodes: &kv::Store, node: &str) -> anyhow::Result<Option<(u64, Me, i64)>> {
+/// The node entry's revision (also of a deleted one, which a create cannot
+/// write over) and, if it is live data, whose it is and until when.
+async fn read_node(nodes: &kv::Store, node: &str) -> anyhow::Result<(Option<u64>, Option<(Me, i64)>)> {
     match nodes.entry(node_key(node)).await.context("reading node liveness")? {
         Some(e) if e.operation == kv::Operation::Put => {
-            let (m, until) =
-                serde_json::from_slice::<(Me, i64)>(&e.value).context("a node entry that is not vigil's")?;
-            Ok(Some((e.revision, m, until)))
+            let v = serde_json::from_slice::<(Me, i64)>(&e.value).context("a node entry that is not vigil's")?;
+            Ok((Some(e.revision), Some(v)))
         }
-        _ => Ok(None),
+        Some(e) => Ok((Some(e.revision), None)),
+        None => Ok((None, None)),
     }
 }
 
@@ -193,19 +195,16 @@ pub async fn claim(nodes: &kv::Store, me: &Me, lease_ms: u64) -> anyhow::Result<
     let value = || serde_json::to_vec(&(me, now_ms() + lease_ms as i64)).map(Bytes::from);
     loop {
         let written = match read_node(nodes, &me.node).await? {
-            None => match nodes.entry(node_key(&me.node)).await.context("reading node liveness")? {
-                Some(e) => nodes.update(node_key(&me.node), value()?, e.revision).await.ok(),
-                None => nodes.create(node_key(&me.node), value()?).await.ok(),
-            },
-            Some((rev, other, until)) if other != *me && until >= now_ms() => {
+            (Some(rev), Some((other, until))) if other != *me && until >= now_ms() => {
                 // Alive, or a crashed life whose entry has not run out yet.
                 tokio::time::sleep(Duration::from_millis((until - now_ms()).max(0) as u64 + 50)).await;
                 match read_node(nodes, &me.node).await? {
-                    Some((r, o, _)) if r != rev && o != *me => return Err(NameTaken(o).into()),
+                    (Some(r), Some((o, _))) if r != rev && o != *me => return Err(NameTaken(o).into()),
                     _ => continue,
                 }
             }
-            Some((rev, _, _)) => nodes.update(node_key(&me.node), value()?, rev).await.ok(),
+            (Some(rev), _) => nodes.update(node_key(&me.node), value()?, rev).await.ok(),
+            (None, _) => nodes.create(node_key(&me.node), value()?).await.ok(),
         };
         if let Some(r) = written {
             return Ok(r);
@@ -227,12 +226,12 @@ pub async fn heartbeat(nodes: &kv::Store, me: &Me, lease_ms: u64, revision: &mut
     };
     // A write that landed without its answer reaching us is ours too.
     match read_node(nodes, &me.node).await? {
-        Some((r, m, _)) if m == *me => {
+        (Some(r), Some((m, _))) if m == *me => {
             *revision = r;
             Ok(())
         }
-        Some((_, other, _)) => Err(NameTaken(other).into()),
-        None => Err(anyhow::Error::from(failure).context("renewing node liveness")),
+        (_, Some((other, _))) => Err(NameTaken(other).into()),
+        _ => Err(anyhow::Error::from(failure).context("renewing node liveness")),
     }
 }
 

@@ -181,11 +181,11 @@ pub async fn run(ctx: Arc<Ctx>, held: Arc<tokio::sync::Mutex<Held>>, sig: Arc<Si
             ctx.progress.set(p, at);
             publish_shared(&ctx, p, at, &scope, Vec::new(), &mut acks).await?;
         }
-        ctx.progress.wait_low(first_ts.saturating_sub(cfg.align_slack_ms as i64), || sig.stopping()).await;
+        let low = ctx.progress.wait_low(first_ts.saturating_sub(cfg.align_slack_ms as i64), || sig.stopping()).await;
         if sig.stopping() {
             continue;
         }
-        let lead_ms = ctx.progress.low().map_or(0, |low| (first_ts - low).max(0));
+        let lead_ms = low.map_or(0, |low| (first_ts - low).max(0));
         ctx.metrics.add("vigil_cluster_lead_seconds_total", vec![], lead_ms as f64 / 1000.0);
         ctx.metrics.add("vigil_cluster_batches_total", vec![], 1.0);
         let batch: Vec<Pending> = buf.drain(..n).collect();

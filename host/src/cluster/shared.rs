@@ -147,13 +147,16 @@ impl Progresses {
         self.moved.notify_waiters();
     }
 
-    /// Waits until `low()` is at least `t` (or `give_up` says stop, checked
-    /// at least every 100 ms).
-    pub async fn wait_low(&self, t: i64, give_up: impl Fn() -> bool) {
+    /// Waits until `low()` is at least `t`, and returns it; `None` if
+    /// `give_up` said stop first (checked at least every 100 ms).
+    pub async fn wait_low(&self, t: i64, give_up: impl Fn() -> bool) -> Option<i64> {
         loop {
             let moved = self.moved.notified();
-            if self.low().is_some_and(|low| low >= t) || give_up() {
-                return;
+            if let Some(low) = self.low().filter(|low| *low >= t) {
+                return Some(low);
+            }
+            if give_up() {
+                return None;
             }
             let _ = tokio::time::timeout(std::time::Duration::from_millis(100), moved).await;
         }

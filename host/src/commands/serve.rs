@@ -76,10 +76,12 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let mut failed = node.as_mut().and_then(|n| n.failed.take());
+    let failed = node.as_mut().and_then(|n| n.failed.take());
+    // Resolves once, and only if the node stops by itself; a node thread
+    // that ended without a word (it panicked) is a failure too.
     let node_failed = async {
-        match failed.as_mut() {
-            Some(f) => f.await.ok(),
+        match failed {
+            Some(f) => f.await.unwrap_or_else(|_| anyhow::anyhow!("the cluster node's thread ended")),
             None => std::future::pending().await,
         }
     };
@@ -89,9 +91,7 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
             tokio::select! {
                 _ = term.recv() => break None,
                 _ = int.recv() => break None,
-                e = &mut node_failed => {
-                    if let Some(e) = e { break Some(e) }
-                }
+                e = &mut node_failed => break Some(e),
                 _ = hup.recv() => {
                     let _ = server.reload.send(Trigger::Now("SIGHUP"));
                 }
