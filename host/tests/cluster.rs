@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use vigil_runtime::Config;
 use vigil_runtime::state::StateStore;
-use vigil_runtime::util::lock;
 
 const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 
@@ -126,11 +125,17 @@ impl Node {
 
     /// Records this life of the node has scored (its metrics).
     fn scored(&self) -> u64 {
+        self.metric("vigil_cluster_records_scored_total")
+    }
+
+    /// A metric of this life of the node, summed over its labels (0 when
+    /// the node does not answer).
+    fn metric(&self, name: &str) -> u64 {
         let Some(addr) = self.addr() else { return 0 };
         let Ok(resp) = ureq::get(&format!("http://{addr}/metrics")).call() else { return 0 };
         let body = resp.into_string().unwrap_or_default();
         body.lines()
-            .filter(|l| l.starts_with("vigil_cluster_records_scored_total"))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
             .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     }
@@ -192,19 +197,11 @@ fn worst_decisions(path: &Path) -> (HashMap<String, u8>, usize) {
     (by, n)
 }
 
-type Sets = Vec<(String, Vec<(u64, Vec<u8>)>)>;
+type Sets = Vec<(String, vigil_runtime::state::EncodedSets)>;
 
 /// Every namespace's window sets, encoded, by key, from a saved state.
 fn window_sets(state_dir: &Path) -> Sets {
-    let s = StateStore::load(&state_dir.join("state.bin"), Config::default().state).unwrap();
-    let mut v: Sets = s
-        .names()
-        .into_iter()
-        .map(|n| (n.clone(), lock(&s.namespace(&n)).sets()))
-        .filter(|(_, sets)| !sets.is_empty())
-        .collect();
-    v.sort();
-    v
+    StateStore::load(&state_dir.join(vigil_runtime::state::STATE_FILE), Config::default().state).unwrap().window_sets()
 }
 
 fn evaluate(verdicts: &Path, truth: &HashMap<String, vigil_sim::population::Truth>) -> (f64, f64) {
@@ -328,4 +325,151 @@ fn three_nodes_one_killed_and_restarted_score_like_one_process() {
         assert_eq!(names(&got), names(&expected), "{}: window-set counts per plugin", n.name);
         assert!(got == expected, "{}: window sets differ from the reference's", n.name);
     }
+}
+
+const GUARDRAIL: &str = "/beta/litellm_basic_guardrail_api";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn guardrail_call(addr: &str, account: &str, id: &str) -> serde_json::Value {
+    let body = serde_json::json!({
+        "input_type": "request",
+        "litellm_call_id": id,
+        "structured_messages": [{"role": "user", "content": "hello"}],
+        "model": "mock-gpt",
+        "request_data": {"user_api_key_end_user_id": account},
+    });
+    let r = ureq::post(&format!("http://{addr}{GUARDRAIL}")).send_string(&body.to_string()).unwrap();
+    serde_json::from_str(&r.into_string().unwrap()).unwrap()
+}
+
+fn post_score(addr: &str, records: &[serde_json::Value]) -> serde_json::Value {
+    let body = serde_json::Value::from(records.to_vec()).to_string();
+    let r = ureq::post(&format!("http://{addr}/v1/score")).send_string(&body).unwrap();
+    serde_json::from_str(&r.into_string().unwrap()).unwrap()
+}
+
+/// Inline calls on any node are scored by the account's partition owner,
+/// against the account's one state, and exactly once; when the owner is
+/// dead the failure policy answers within the deadline, and the call's
+/// record is still scored once the partition has moved.
+#[test]
+fn inline_calls_reach_the_owner_and_fail_by_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // The lease outlives the deadline: calls to a killed owner's partitions
+    // get no answer before the policy's.
+    std::fs::write(
+        dir.join("vigil.toml"),
+        "[cluster]\nlease_ms = 6000\n[guardrail]\ndeadline_ms = 3000\non_failure = \"closed\"\n",
+    )
+    .unwrap();
+    // One plugin that scores an account's request count / 100.
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::write(plugins.join("counter.wasm"), vigil_tests::wasm::BEHAVE).unwrap();
+    std::fs::write(plugins.join("counter.toml"), "version = \"0.1.0\"\ngrants = [\"account\"]\n").unwrap();
+
+    let (_nats, url) = start_nats(dir);
+    vigil(&["cluster", "setup", "--nats", &url, "--partitions", "8"]);
+    let mut nodes: Vec<Node> = ["n1", "n2"].iter().map(|n| Node::start(dir, &url, n)).collect();
+    let ready = |n: &Node| {
+        n.addr().is_some_and(|a| ureq::get(&format!("http://{a}/readyz")).call().is_ok_and(|r| r.status() == 200))
+    };
+    wait(&nodes, "both nodes joined", Duration::from_secs(120), || nodes.iter().all(ready));
+    // And the partitions have settled: each node holds some, none is in
+    // transit (so a call below meets the owner the test assumes).
+    wait(&nodes, "partitions shared", Duration::from_secs(120), || {
+        let owned: Vec<u64> = nodes.iter().map(|n| n.metric("vigil_cluster_partitions_owned")).collect();
+        owned.iter().all(|&o| o > 0) && owned.iter().sum::<u64>() == 8
+    });
+    let (a1, a2) = (nodes[0].addr().unwrap(), nodes[1].addr().unwrap());
+
+    // 95 requests of "heavy" through n1's /v1/score: verdicts come back
+    // from the owner, in order, counted one by one.
+    let t = now_ms() - 60_000;
+    let heavy: Vec<serde_json::Value> =
+        (0..95).map(|i| serde_json::json!({"id": format!("heavy-{i}"), "ts_ms": t + i, "account": "heavy"})).collect();
+    let r = post_score(&a1, &heavy);
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    let verdicts = r["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 95);
+    for (i, v) in verdicts.iter().enumerate() {
+        assert_eq!(v["id"], format!("heavy-{i}"));
+    }
+    let reason = verdicts[94]["signals"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("count=95"), "{}", verdicts[94]);
+
+    // A guardrail call on the other node reads the same account state.
+    let a = guardrail_call(&a2, "heavy", "c1");
+    assert_eq!(a["action"], "BLOCKED", "{a}");
+    assert!(a["blocked_reason"].as_str().unwrap().contains("count=96"), "{a}");
+    assert!(a["vigil"].get("degraded").is_none(), "{a}");
+    let b = guardrail_call(&a2, "light", "c2");
+    assert_eq!((b["action"].as_str(), b["vigil"]["decision"].as_str()), (Some("NONE"), Some("allow")), "{b}");
+
+    // The same records again: stored once, scored once, and said so.
+    let again = post_score(&a1, &heavy[..3]);
+    assert_eq!(again["verdicts"], serde_json::json!([]), "{again}");
+    let errors = again["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3, "{again}");
+    assert!(errors[0]["message"].as_str().unwrap().contains("already on the record stream"), "{again}");
+
+    // n2 dies. Calls on n1 for accounts n2 owned get the failure policy
+    // (closed: blocked, and the answer says why) within the deadline; the
+    // others are answered as before.
+    nodes[1].sigkill();
+    let calls: Vec<_> = (0..32)
+        .map(|i| {
+            let a1 = a1.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                (guardrail_call(&a1, &format!("g{i}"), &format!("g-call-{i}")), started.elapsed())
+            })
+        })
+        .collect();
+    let (mut answered, mut by_policy) = (0, 0);
+    for c in calls {
+        let (a, took) = c.join().unwrap();
+        match a["vigil"]["degraded"].as_str() {
+            Some(d) => {
+                assert!(d.contains("no verdict within the 3000 ms deadline; failing closed"), "{a}");
+                assert_eq!(a["action"], "BLOCKED", "{a}");
+                assert!(took < Duration::from_secs(30), "the policy answered after {took:?}");
+                by_policy += 1;
+            }
+            None => {
+                assert_eq!(a["vigil"]["decision"], "allow", "{a}");
+                answered += 1;
+            }
+        }
+    }
+    eprintln!("with n2 dead: {answered} calls answered by n1's partitions, {by_policy} by the policy");
+    assert!(answered > 0 && by_policy > 0, "answered {answered}, by policy {by_policy}: each node should own some");
+
+    // n1 takes n2's partitions over: every accepted record gets its
+    // verdict, those the policy answered included.
+    let expect = 95 + 2 + 32;
+    let out = dir.join("verdicts.ndjson");
+    let collected = Command::new(VIGIL)
+        .args(["cluster", "verdicts", "--nats", &url, "--out", &out.to_string_lossy()])
+        .args(["--expect", &expect.to_string(), "--idle-ms", "60000"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&collected.stderr).to_string();
+    assert!(collected.status.success(), "{said}\n{}", tail(&nodes[0].log()));
+    let ids: std::collections::HashSet<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), expect, "{said}");
+    assert!((0..32).all(|i| ids.contains(&format!("g-call-{i}"))), "a call's record was lost");
+
+    // And "heavy"'s count survived, exactly, wherever its partition went.
+    let a = guardrail_call(&a1, "heavy", "c3");
+    assert!(a["blocked_reason"].as_str().unwrap_or("").contains("count=97"), "{a}");
+    nodes[0].stop();
 }

@@ -64,6 +64,10 @@ pub struct Cluster {
     /// about what one process's batch of 1,024 spans on the simulator's
     /// default log, so a cluster reads as fresh a state as one process.
     pub batch_span_ms: u64,
+    /// How long `POST /v1/score` on a node waits for the owners' verdicts
+    /// (the guardrail waits `guardrail.deadline_ms`). A record not
+    /// answered in time is reported, and still scored.
+    pub call_timeout_ms: u64,
 }
 
 impl Default for Cluster {
@@ -74,6 +78,7 @@ impl Default for Cluster {
             snapshot_interval_ms: 2_000,
             align_slack_ms: 600_000,
             batch_span_ms: 600_000,
+            call_timeout_ms: 10_000,
         }
     }
 }
@@ -646,8 +651,11 @@ impl Config {
             return bad("guardrail.account_from must name at least one source".into());
         }
         let c = &self.cluster;
-        if c.lease_ms < 500 || c.snapshot_interval_ms == 0 || c.batch_span_ms == 0 {
-            return bad("cluster.lease_ms must be at least 500, snapshot_interval_ms and batch_span_ms positive".into());
+        if c.lease_ms < 500 || c.snapshot_interval_ms == 0 || c.batch_span_ms == 0 || c.call_timeout_ms == 0 {
+            return bad(
+                "cluster.lease_ms must be at least 500, snapshot_interval_ms, batch_span_ms and call_timeout_ms positive"
+                    .into(),
+            );
         }
         if s.in_flight == 0 || s.in_flight > 64 {
             return bad(format!("scoring.in_flight must be 1..=64, got {}", s.in_flight));

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The runtime's error: bad configuration, a plugin failure, bad input or I/O.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +51,7 @@ pub enum RegistryError {
 }
 
 /// What went wrong with a plugin, as reported in verdicts and status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
     /// The `.wasm` is not a valid component of the `detector` world.

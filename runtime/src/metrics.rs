@@ -21,6 +21,7 @@ struct Hist {
 
 #[derive(Default)]
 struct Inner {
+    /// Counters and gauges.
     counters: BTreeMap<(&'static str, Labels), f64>,
     hists: BTreeMap<(&'static str, Labels), Hist>,
 }
@@ -43,7 +44,7 @@ pub struct PluginGauge {
     pub quarantined: bool,
 }
 
-/// The process's counters and histograms, by name and labels. `render`
+/// The process's counters, gauges and histograms, by name and labels. `render`
 /// shows only the names it has help text for (`HELP`).
 #[derive(Default)]
 pub struct Metrics {
@@ -77,6 +78,11 @@ const HELP: &[(&str, &str, &str)] = &[
     ("vigil_cluster_records_scored_total", "counter", "Records this cluster node scored from its partitions."),
     ("vigil_cluster_batches_total", "counter", "Partition batches this cluster node scored."),
     ("vigil_cluster_partitions_taken_total", "counter", "Partition leases this cluster node took."),
+    (
+        "vigil_cluster_partitions_owned",
+        "gauge",
+        "Partitions this cluster node holds and keeps (not being handed back).",
+    ),
     ("vigil_cluster_bad_records_total", "counter", "Records on the stream that were not valid records (skipped)."),
     ("vigil_cluster_shared_bytes_total", "counter", "Bytes of cross-account state this node published."),
     ("vigil_cluster_snapshot_bytes_total", "counter", "Bytes of partition snapshots this node wrote."),
@@ -87,6 +93,16 @@ const HELP: &[(&str, &str, &str)] = &[
          the cross-account state a batch reads).",
     ),
     ("vigil_cluster_shared_applied_total", "counter", "Other nodes' shared-state messages applied."),
+    (
+        "vigil_cluster_inline_total",
+        "counter",
+        "Records of inline calls sent to their partitions' owners, by answer (verdict, late, duplicate, failed).",
+    ),
+    (
+        "vigil_cluster_unanswered_total",
+        "counter",
+        "Records of POST /v1/score on this node answered without a verdict (late, duplicate or not stored).",
+    ),
     (
         "vigil_cluster_shared_lag_seconds_total",
         "counter",
@@ -109,6 +125,11 @@ impl Metrics {
         *self.lock().counters.entry((name, labels)).or_default() += v;
     }
 
+    /// Sets a gauge.
+    pub fn set(&self, name: &'static str, labels: Labels, v: f64) {
+        self.lock().counters.insert((name, labels), v);
+    }
+
     /// Records a duration in a histogram (buckets from 0.5 ms to 5 s).
     pub fn observe(&self, name: &'static str, labels: Labels, d: Duration) {
         let secs = d.as_secs_f64();
@@ -126,7 +147,7 @@ impl Metrics {
         h.count += 1;
     }
 
-    /// A counter's value (for tests and readiness checks).
+    /// A counter's or gauge's value (for tests and readiness checks).
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.lock()
             .counters

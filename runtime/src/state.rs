@@ -251,6 +251,10 @@ impl Namespace {
 
 const MAGIC: &[u8; 8] = b"VIGILST1";
 
+/// The snapshot's file name in a state directory (`vigil serve` and
+/// `vigil score --state-dir` share it, so one can warm the other).
+pub const STATE_FILE: &str = "state.bin";
+
 // Snapshot encoding: little-endian, namespaces by name, entries oldest
 // first (so a restore rebuilds the same LRU order), a sha256 trailer so a
 // torn or corrupted file is detected instead of half-loaded.
@@ -405,6 +409,9 @@ impl Scope {
     }
 }
 
+/// One namespace's window sets: (key, encoded set), by key.
+pub type EncodedSets = Vec<(u64, Vec<u8>)>;
+
 /// Every plugin's namespace, by plugin name.
 #[derive(Clone)]
 pub struct StateStore {
@@ -439,6 +446,17 @@ impl StateStore {
             let theirs = lock(&theirs);
             lock(&self.namespace(&name)).merge_sets(&theirs);
         }
+    }
+
+    /// Every plugin's window sets, encoded, by key, in name order (plugins
+    /// without any left out): what two stores that should agree on
+    /// cross-account state are compared by.
+    pub fn window_sets(&self) -> Vec<(String, EncodedSets)> {
+        let map = lock(&self.inner);
+        let mut v: Vec<_> =
+            map.iter().map(|(n, ns)| (n.clone(), lock(ns).sets())).filter(|(_, sets)| !sets.is_empty()).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     /// Names of every namespace held.

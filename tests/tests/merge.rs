@@ -11,7 +11,6 @@ use vigil_runtime::input::record::Record;
 use vigil_runtime::registry::load;
 use vigil_runtime::score::pipeline::Scorer;
 use vigil_runtime::state::StateStore;
-use vigil_runtime::util::lock;
 use vigil_tests::{files, wasm};
 
 /// The plugins that keep window sets.
@@ -50,13 +49,6 @@ fn score(runtime: &Runtime, records: &[Record]) -> StateStore {
     state
 }
 
-/// Each namespace's window sets, encoded, by key.
-type Sets = Vec<(String, Vec<(u64, Vec<u8>)>)>;
-
-fn sets(s: &StateStore) -> Sets {
-    s.names().into_iter().map(|n| (n.clone(), lock(&s.namespace(&n)).sets())).collect()
-}
-
 fn lcg(x: &mut u64) -> u64 {
     *x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
     *x >> 33
@@ -69,7 +61,7 @@ fn any_split_by_account_merges_to_the_state_of_the_whole_log() {
     let runtime = Runtime::with_config(&cfg, true).unwrap();
     let records = log();
     let whole = score(&runtime, &records);
-    let expected = sets(&whole);
+    let expected = whole.window_sets();
     let count = |name: &str| expected.iter().find(|e| e.0 == name).map_or(0, |e| e.1.len());
     for name in SET_USERS {
         assert!(count(name) > 50, "{name} keeps only {} sets: the log does not exercise it", count(name));
@@ -90,11 +82,17 @@ fn any_split_by_account_merges_to_the_state_of_the_whole_log() {
         for s in &stores {
             merged.merge_sets(s);
         }
-        assert!(sets(&merged) == expected, "a split into {parts} parts merged to other sets than the whole log's");
+        assert!(
+            merged.window_sets() == expected,
+            "a split into {parts} parts merged to other sets than the whole log's"
+        );
         // Merging a part again (a replayed partition) changes nothing.
         merged.merge_sets(&stores[0]);
         whole.merge_sets(&stores[parts as usize - 1]);
-        assert!(sets(&merged) == expected && sets(&whole) == expected, "a replayed part changed the sets");
+        assert!(
+            merged.window_sets() == expected && whole.window_sets() == expected,
+            "a replayed part changed the sets"
+        );
     }
 }
 

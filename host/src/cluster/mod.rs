@@ -8,8 +8,10 @@
 //! publishes verdicts keyed by record id. What detectors share across
 //! accounts (window sets, campaign evidence) is exchanged on a second
 //! stream that every node applies ([`shared`]): it is a union, so order and
-//! repeats do not matter. [`setup`] creates the streams and buckets.
+//! repeats do not matter. [`inline`] sends a node's inline calls to their
+//! accounts' owners. [`setup`] creates the streams and buckets.
 
+pub mod inline;
 pub mod lease;
 pub mod node;
 pub mod partition;

@@ -18,6 +18,7 @@ use vigil_runtime::score::pipeline::Scorer;
 use vigil_runtime::state::StateStore;
 
 use super::SHARED;
+use super::inline::Router;
 use super::lease::{self, Held, Me, WriteError};
 use super::partition::{self, Ctx, End, Signals};
 use super::setup;
@@ -26,6 +27,8 @@ use super::shared::{self, Progresses};
 /// A running node; `stop` hands its partitions back.
 pub struct Node {
     pub me: Me,
+    /// Sends this node's inline calls to their partitions' owners.
+    pub router: Arc<Router>,
     /// Answers if the node stops by itself (its name taken by another
     /// process, or the bus gone for good).
     pub failed: Option<oneshot::Receiver<anyhow::Error>>,
@@ -52,7 +55,7 @@ impl Node {
     ) -> anyhow::Result<Node> {
         let node = config.cluster.node_id.clone().unwrap_or_else(default_name);
         let me = Me { node: lease::node_name(&node), incarnation: rand::random() };
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<Router>>();
         let (stop_tx, stop_rx) = oneshot::channel();
         let (failed_tx, failed_rx) = oneshot::channel();
         let (url, me2) = (url.to_string(), me.clone());
@@ -66,10 +69,16 @@ impl Node {
                 }
             };
             rt.block_on(async move {
-                let (ctx, revision) = match join(&url, config, me2, scorer, home, metrics).await {
-                    Ok(c) => {
-                        let _ = ready_tx.send(Ok(()));
-                        c
+                let joined = match join(&url, config, me2, scorer, home, metrics.clone()).await {
+                    Ok((ctx, revision)) => {
+                        Router::start(ctx.cluster.clone(), metrics).await.map(|r| (ctx, revision, r))
+                    }
+                    Err(e) => Err(e),
+                };
+                let (ctx, revision) = match joined {
+                    Ok((ctx, revision, router)) => {
+                        let _ = ready_tx.send(Ok(router));
+                        (ctx, revision)
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -82,8 +91,8 @@ impl Node {
                 }
             });
         })?;
-        ready_rx.recv().context("the cluster thread ended")??;
-        Ok(Node { me, failed: Some(failed_rx), stop: Some(stop_tx), thread: Some(thread) })
+        let router = Arc::new(ready_rx.recv().context("the cluster thread ended")??);
+        Ok(Node { me, router, failed: Some(failed_rx), stop: Some(stop_tx), thread: Some(thread) })
     }
 
     /// Snapshots and hands back every partition held, and leaves.
@@ -237,6 +246,10 @@ async fn own(ctx: Arc<Ctx>, mut revision: u64, mut stop: oneshot::Receiver<()>) 
                 None => {}
             }
         }
+        // Those being handed back do not count: the gauges of all nodes
+        // sum to the partition count once ownership has settled.
+        let kept = running.values().filter(|r| !r.sig.release.load(Ordering::Acquire)).count();
+        ctx.metrics.set("vigil_cluster_partitions_owned", vec![], kept as f64);
     }
     // A clean stop: every partition snapshotted and handed back at once.
     for r in running.values() {

@@ -29,6 +29,7 @@ use vigil_runtime::score::pipeline::Scorer;
 use vigil_runtime::state::{Scope, StateStore};
 
 use super::REQUESTS;
+use super::inline::{REPLY_HEADER, reply_allowed};
 use super::lease::{self, Held, Me, SnapshotRef};
 use super::setup::Cluster;
 use super::shared::{Progress, Progresses, Shared};
@@ -85,6 +86,8 @@ struct Pending {
     seq: u64,
     record: Record,
     msg: Message,
+    /// An inline call's inbox, waiting for this record's verdict.
+    reply: Option<String>,
 }
 
 /// Each partition's bounds: the host's, shared out, so a node holding every
@@ -112,25 +115,7 @@ pub async fn run(ctx: Arc<Ctx>, held: Arc<tokio::sync::Mutex<Held>>, sig: Arc<Si
     let scope = Arc::new(Scope::new(kv));
     tracing::info!(partition = p, epoch, from_seq = position + 1, "partition taken");
     let stream = ctx.cluster.js.get_stream(REQUESTS).await.context("opening the record stream")?;
-    let name = format!("vigil-p{p}");
-    // The previous owner's consumer goes: this one starts after the snapshot.
-    let _ = stream.delete_consumer(&name).await;
-    let consumer: consumer::PullConsumer = stream
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some(name.clone()),
-            filter_subject: format!("vigil.p.{p}.*"),
-            deliver_policy: if position == 0 {
-                DeliverPolicy::All
-            } else {
-                DeliverPolicy::ByStartSequence { start_sequence: position + 1 }
-            },
-            ack_policy: AckPolicy::All,
-            ack_wait: Duration::from_secs(300),
-            max_ack_pending: 1 << 20,
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("creating consumer {name}"))?;
+    let mut feed = Feed::open(stream, p, position).await?;
 
     let cfg = &ctx.config.cluster;
     let batch_size = ctx.config.scoring.batch_size;
@@ -140,6 +125,9 @@ pub async fn run(ctx: Arc<Ctx>, held: Arc<tokio::sync::Mutex<Held>>, sig: Arc<Si
     let mut last_snapshot = Instant::now();
     let mut shown: Option<Progress> = None;
     let mut acks: Vec<PublishAckFuture> = Vec::new();
+    // Woken from idle by a record: score it at once (an inline call may be
+    // waiting on it) rather than wait for a fuller batch.
+    let mut woke = false;
     loop {
         if sig.lost.load(Ordering::Acquire) {
             return Ok(End::Lost);
@@ -158,17 +146,20 @@ pub async fn run(ctx: Arc<Ctx>, held: Arc<tokio::sync::Mutex<Held>>, sig: Arc<Si
                 return Ok(End::Released);
             }
         }
-        if buf.len() < batch_size {
+        if buf.len() < batch_size && !woke {
             let room = batch_size * 2 - buf.len();
-            fill(&ctx, &consumer, &mut buf, position, room, false).await?;
+            feed.fill(&ctx, &mut buf, position, room, false).await?;
         }
+        woke = false;
         if buf.is_empty() {
             if shown != Some(Progress::Idle) {
                 shown = Some(Progress::Idle);
                 ctx.progress.set(p, Progress::Idle);
                 publish_shared(&ctx, p, Progress::Idle, &scope, Vec::new(), &mut acks).await?;
             }
-            fill(&ctx, &consumer, &mut buf, position, batch_size, true).await?;
+            // A pull of one ends as soon as a record arrives.
+            feed.fill(&ctx, &mut buf, position, 1, true).await?;
+            woke = !buf.is_empty();
             continue;
         }
         let first_ts = buf[0].record.ts_ms;
@@ -191,8 +182,10 @@ pub async fn run(ctx: Arc<Ctx>, held: Arc<tokio::sync::Mutex<Held>>, sig: Arc<Si
         let batch: Vec<Pending> = buf.drain(..n).collect();
         let last_seq = batch.last().expect("non-empty").seq;
         let mut records = Vec::with_capacity(n);
+        let mut replies = Vec::with_capacity(n);
         for b in batch {
             records.push(b.record);
+            replies.push(b.reply);
             last_msg = Some(b.msg);
         }
         let max_ts = records.iter().map(|r| r.ts_ms).max().unwrap_or(first_ts);
@@ -205,8 +198,15 @@ pub async fn run(ctx: Arc<Ctx>, held: Arc<tokio::sync::Mutex<Held>>, sig: Arc<Si
         })
         .await
         .context("scoring a batch")?;
-        for v in &verdicts {
+        let client = ctx.cluster.js.client();
+        for (v, reply) in verdicts.iter().zip(replies) {
             let body = Bytes::from(serde_json::to_vec(v)?);
+            if let Some(r) = reply {
+                // Best effort: the verdict stream has it either way.
+                if let Err(e) = client.publish(r, body.clone()).await {
+                    tracing::debug!("answering an inline call: {e}");
+                }
+            }
             let msg = PublishMessage::build().payload(body).message_id(&v.id);
             acks.push(bounded(ctx.cluster.js.send_publish(format!("vigil.v.{p}"), msg), "publishing a verdict").await?);
         }
@@ -222,46 +222,116 @@ pub async fn run(ctx: Arc<Ctx>, held: Arc<tokio::sync::Mutex<Held>>, sig: Arc<Si
     }
 }
 
-/// Takes up to `max` messages after `position` into `buf` (waiting a
-/// little for the first if `wait`).
-async fn fill(
-    ctx: &Ctx,
-    consumer: &consumer::PullConsumer,
-    buf: &mut VecDeque<Pending>,
-    position: u64,
-    max: usize,
-    wait: bool,
-) -> anyhow::Result<()> {
-    // A pull with a short expiry: it ends with what is there, or after
-    // the expiry when nothing is (nats-server answers a no-wait pull of a
-    // partly filled batch without ending it).
-    let expires = Duration::from_millis(if wait { 200 } else { 20 });
-    let mut msgs = bounded(consumer.batch().max_messages(max).expires(expires).messages(), "fetching records").await?;
-    let after = buf.back().map_or(position, |b| b.seq);
-    let deadline = tokio::time::Instant::now() + expires + Duration::from_secs(2);
-    while let Ok(Some(m)) = tokio::time::timeout_at(deadline, msgs.next()).await {
-        let m = match m {
-            Ok(m) => m,
-            // A pull that times out or finds nothing: try again later.
-            Err(e) => {
-                tracing::debug!("fetch: {e}");
-                break;
+/// The partition's records, pulled from its durable consumer in stream
+/// order.
+struct Feed {
+    stream: async_nats::jetstream::stream::Stream,
+    partition: u32,
+    consumer: consumer::PullConsumer,
+    /// The consumer sequence of the last delivery received: deliveries
+    /// are numbered one by one, so a jump means one went astray.
+    delivered: u64,
+}
+
+impl Feed {
+    /// (Re)creates the partition's consumer to start after `position`;
+    /// the previous owner's consumer goes.
+    async fn open(
+        stream: async_nats::jetstream::stream::Stream,
+        partition: u32,
+        position: u64,
+    ) -> anyhow::Result<Feed> {
+        let name = format!("vigil-p{partition}");
+        let _ = stream.delete_consumer(&name).await;
+        let consumer = stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: format!("vigil.p.{partition}.*"),
+                deliver_policy: if position == 0 {
+                    DeliverPolicy::All
+                } else {
+                    DeliverPolicy::ByStartSequence { start_sequence: position + 1 }
+                },
+                ack_policy: AckPolicy::All,
+                ack_wait: Duration::from_secs(300),
+                max_ack_pending: 1 << 20,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating consumer {name}"))?;
+        Ok(Feed { stream, partition, consumer, delivered: 0 })
+    }
+
+    /// Takes up to `max` records after `position` into `buf` (waiting a
+    /// little for the first if `wait`).
+    async fn fill(
+        &mut self,
+        ctx: &Ctx,
+        buf: &mut VecDeque<Pending>,
+        position: u64,
+        max: usize,
+        wait: bool,
+    ) -> anyhow::Result<()> {
+        // A pull with a short expiry ends with what is there, or after the
+        // expiry when nothing is. nats-server 2.9.10 sometimes drops an
+        // expired pull without the 408 that says so (fixed in 2.9.15,
+        // nats-server#3942), so the wait also ends on our own clock: once
+        // the expiry is past and no record came for `GRACE`. A pull given up
+        // that way may still deliver, to an inbox nobody reads, so the
+        // consumer is then recreated from the first record not taken; a
+        // jump in the consumer sequence (deliveries are numbered one by
+        // one) is handled the same way.
+        const GRACE: Duration = Duration::from_millis(25);
+        let expires = Duration::from_millis(if wait { 200 } else { 20 });
+        let mut msgs =
+            bounded(self.consumer.batch().max_messages(max).expires(expires).messages(), "fetching records").await?;
+        let mut deadline = tokio::time::Instant::now() + expires + GRACE;
+        loop {
+            let after = buf.back().map_or(position, |b| b.seq);
+            let m = match tokio::time::timeout_at(deadline, msgs.next()).await {
+                Ok(None) => return Ok(()), // the server ended the pull
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => return self.reopen(after, &format!("the pull failed: {e}")).await,
+                Err(_) => return self.reopen(after, "the pull's expiry notice did not come").await,
+            };
+            deadline = deadline.max(tokio::time::Instant::now() + GRACE);
+            let info = m.info().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (seq, delivered) = (info.stream_sequence, info.consumer_sequence);
+            if delivered != self.delivered + 1 {
+                let why = format!("a delivery was missed (consumer sequence {delivered} after {})", self.delivered);
+                return self.reopen(after, &why).await;
             }
-        };
-        let seq = m.info().map_err(|e| anyhow::anyhow!("{e}"))?.stream_sequence;
-        if seq <= after {
-            continue; // scored already (a redelivery)
-        }
-        match Record::parse(&m.payload, seq, &ctx.config.input) {
-            Ok(record) => buf.push_back(Pending { seq, record, msg: m }),
-            Err(e) => {
-                // Not from `vigil publish`, which checks every record.
-                tracing::error!("record at stream sequence {seq} skipped: {e}");
-                ctx.metrics.add("vigil_cluster_bad_records_total", vec![], 1.0);
+            self.delivered = delivered;
+            if seq <= after {
+                continue; // scored already (a redelivery)
+            }
+            let reply = match m.headers.as_ref().and_then(|h| h.get(REPLY_HEADER)).map(|v| v.to_string()) {
+                Some(r) if !reply_allowed(&r) => {
+                    tracing::warn!(
+                        "record at stream sequence {seq}: reply subject {r:?} is not an inbox: not answered"
+                    );
+                    None
+                }
+                r => r,
+            };
+            match Record::parse(&m.payload, seq, &ctx.config.input) {
+                Ok(record) => buf.push_back(Pending { seq, record, msg: m, reply }),
+                Err(e) => {
+                    // Not from `vigil publish`, which checks every record.
+                    tracing::error!("record at stream sequence {seq} skipped: {e}");
+                    ctx.metrics.add("vigil_cluster_bad_records_total", vec![], 1.0);
+                }
             }
         }
     }
-    Ok(())
+
+    /// Recreates the consumer to start after `after`: what a pull we no
+    /// longer read may have taken is delivered again.
+    async fn reopen(&mut self, after: u64, why: &str) -> anyhow::Result<()> {
+        tracing::debug!(partition = self.partition, from_seq = after + 1, "{why}: re-reading");
+        *self = Feed::open(self.stream.clone(), self.partition, after).await?;
+        Ok(())
+    }
 }
 
 async fn publish_shared(

@@ -13,7 +13,7 @@ use vigil_runtime::error::BadInput;
 use vigil_runtime::registry::load::PluginSet;
 use vigil_runtime::score::cases::CaseBook;
 use vigil_runtime::score::pipeline::{Scorer, StreamOptions, Summary, score_stream};
-use vigil_runtime::state::StateStore;
+use vigil_runtime::state::{STATE_FILE, StateStore};
 use vigil_runtime::util::lock;
 
 #[derive(clap::Args)]
@@ -61,7 +61,7 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
     }
     config.validate()?;
     let runtime = Runtime::with_config(&config.engine, true)?;
-    let state_path = args.state_dir.as_ref().map(|d| d.join("state.bin"));
+    let state_path = args.state_dir.as_ref().map(|d| d.join(STATE_FILE));
     let state = match &state_path {
         Some(path) => {
             let (state, corrupt) = StateStore::restore_or_new(path, config.state.clone());

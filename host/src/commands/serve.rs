@@ -65,12 +65,17 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
             signal(SignalKind::hangup())?,
         ))
     })?;
-    let server = Server::start(config.clone(), &plugins, &listen)?;
+    let server = if args.source.is_some() {
+        Server::start_clustered(config.clone(), &plugins, &listen)?
+    } else {
+        Server::start(config.clone(), &plugins, &listen)?
+    };
     let live = server.registry.snapshot().plugins.len();
     eprintln!("vigil: listening on {} with {live} plugins from {}", server.addr, plugins.display());
     let mut node = match &args.source {
         Some(url) => {
             let n = Node::start(url, config, server.scorer.clone(), server.state.clone(), server.metrics.clone())?;
+            server.set_remote(n.router.clone());
             eprintln!("vigil: cluster node {} on {url}", n.me.node);
             Some(n)
         }

@@ -27,6 +27,8 @@ use vigil_runtime::score::combine::{Decision, Verdict};
 use vigil_runtime::score::pipeline::Scorer;
 use vigil_runtime::util::{lock, now_ms};
 
+use crate::service::remote::{Answer, Route, Slot};
+
 /// The request LiteLLM sends (1.100.5). Every field is optional: LiteLLM
 /// sends `null` for what it does not have, and newer versions add fields.
 #[derive(Debug, Default, Deserialize)]
@@ -62,7 +64,7 @@ pub struct GuardrailResponse {
     pub vigil: Details,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct Details {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -86,6 +88,9 @@ pub struct Gateway {
     batcher: MicroBatcher,
     exchanges: Exchanges,
     metrics: Arc<Metrics>,
+    /// On a cluster node, calls go to the account's partition owner.
+    remote: Arc<Slot>,
+    cases: Arc<Mutex<CaseBook>>,
 }
 
 impl Gateway {
@@ -97,6 +102,7 @@ impl Gateway {
         scorer: Arc<Scorer>,
         metrics: Arc<Metrics>,
         cases: Arc<Mutex<CaseBook>>,
+        remote: Arc<Slot>,
     ) -> anyhow::Result<Self> {
         let g = &config.guardrail;
         let log = if g.exchange_log.as_os_str().is_empty() {
@@ -106,9 +112,10 @@ impl Gateway {
         };
         let exchanges = Exchanges::open(&log, g.max_pending)
             .map_err(|e| anyhow::anyhow!("guardrail exchange log {}: {e}", log.display()))?;
+        let book = cases.clone();
         let observe: OnVerdicts = Box::new(move |verdicts| {
             let now = vec![now_ms(); verdicts.len()];
-            lock(&cases).observe_all(verdicts, &now);
+            lock(&book).observe_all(verdicts, &now);
         });
         Ok(Self {
             cfg: g.clone(),
@@ -116,6 +123,8 @@ impl Gateway {
             batcher: MicroBatcher::start(scorer, g, metrics.clone(), observe),
             exchanges,
             metrics,
+            remote,
+            cases,
         })
     }
 
@@ -161,20 +170,43 @@ impl Gateway {
         };
         self.exchanges.remember(&record);
         let deadline = Duration::from_millis(g.deadline_ms);
-        let resp = match self.batcher.enqueue(record) {
-            Enqueue::Overloaded => fail("overload", format!("overloaded: {} calls queued", g.queue_limit), details),
-            Enqueue::Queued(rx) => match tokio::time::timeout(deadline, rx).await {
-                Ok(Ok(verdict)) => {
-                    let a = answer(&verdict, g.on_failure);
-                    if let Some(d) = &a.vigil.degraded {
-                        self.metrics.add("vigil_guardrail_failures_total", vec![("cause", "plugin".to_string())], 1.0);
-                        tracing::warn!("guardrail answered by policy: {d}");
-                    }
-                    a
+        let scored = |verdict: &Verdict| {
+            let a = answer(verdict, g.on_failure);
+            if let Some(d) = &a.vigil.degraded {
+                self.metrics.add("vigil_guardrail_failures_total", vec![("cause", "plugin".to_string())], 1.0);
+                tracing::warn!("guardrail answered by policy: {d}");
+            }
+            a
+        };
+        let late = || fail("deadline", format!("no verdict within the {} ms deadline", g.deadline_ms), details.clone());
+        let resp = match self.remote.route() {
+            Route::Here => match self.batcher.enqueue(record) {
+                Enqueue::Overloaded => {
+                    fail("overload", format!("overloaded: {} calls queued", g.queue_limit), details.clone())
                 }
-                Ok(Err(_)) => fail("internal", "the scorer stopped".to_string(), details),
-                Err(_) => fail("deadline", format!("no verdict within the {} ms deadline", g.deadline_ms), details),
+                Enqueue::Queued(rx) => match tokio::time::timeout(deadline, rx).await {
+                    Ok(Ok(verdict)) => scored(&verdict),
+                    Ok(Err(_)) => fail("internal", "the scorer stopped".to_string(), details.clone()),
+                    Err(_) => late(),
+                },
             },
+            // The record goes on the record stream, to be scored by its
+            // partition's owner, which answers here; if it does not in
+            // time, the record is still scored later.
+            Route::There(remote) => match remote.score(vec![record], deadline).await.pop() {
+                Some(Answer::Verdict(v)) => {
+                    lock(&self.cases).observe_all(std::slice::from_ref(&*v), &[now_ms()]);
+                    scored(&v)
+                }
+                Some(Answer::Late) | None => late(),
+                Some(Answer::Duplicate) => {
+                    fail("duplicate", "the call id is already on the record stream".to_string(), details.clone())
+                }
+                Some(Answer::Failed(e)) => {
+                    fail("cluster", format!("not stored on the record stream: {e}"), details.clone())
+                }
+            },
+            Route::NotYet => fail("cluster", "this node has not joined its cluster yet".to_string(), details.clone()),
         };
         count("request", resp.action);
         self.metrics.observe("vigil_guardrail_seconds", vec![], started.elapsed());

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod guardrail;
 pub mod http;
 pub mod reload;
+pub mod remote;
 pub mod routes;
 pub mod score;
 
@@ -32,13 +33,14 @@ use vigil_runtime::registry::Registry;
 use vigil_runtime::registry::reconcile::Reconciler;
 use vigil_runtime::score::cases::CaseBook;
 use vigil_runtime::score::pipeline::Scorer;
-use vigil_runtime::state::StateStore;
+use vigil_runtime::state::{STATE_FILE, StateStore};
 
 use crate::service::admin::{Overrides, Tokens};
 use crate::service::audit::Audit;
 use crate::service::guardrail::Gateway;
 use crate::service::http::{BodyBudget, ConnLimits};
 use crate::service::reload::Trigger;
+use crate::service::remote::{Remote, Slot};
 use crate::service::routes::{App, router};
 use crate::service::score::LogScoring;
 
@@ -50,6 +52,8 @@ pub struct Server {
     pub state: StateStore,
     pub scorer: Arc<Scorer>,
     pub reload: std::sync::mpsc::Sender<Trigger>,
+    /// Where inline calls are scored (a cluster node sets its owners).
+    remote: Arc<Slot>,
     state_path: PathBuf,
     removed_grace: Duration,
     shutdown: Option<oneshot::Sender<()>>,
@@ -60,11 +64,26 @@ impl Server {
     /// Restores state, loads the plugin directory, starts the watcher and
     /// the HTTP listener. Returns once it is serving.
     pub fn start(config: Config, plugins: &Path, listen: &str) -> anyhow::Result<Server> {
+        Self::start_as(config, plugins, listen, false)
+    }
+
+    /// As [`Server::start`], for a cluster node: inline calls are answered
+    /// 503 until [`Server::set_remote`] gives the owners to send them to.
+    pub fn start_clustered(config: Config, plugins: &Path, listen: &str) -> anyhow::Result<Server> {
+        Self::start_as(config, plugins, listen, true)
+    }
+
+    /// From now on inline calls are scored by `remote`.
+    pub fn set_remote(&self, remote: Arc<dyn Remote>) {
+        self.remote.set(remote);
+    }
+
+    fn start_as(config: Config, plugins: &Path, listen: &str, clustered: bool) -> anyhow::Result<Server> {
         let trust = crate::plugins::trust(&config)?;
         let state_dir = config.server.state_dir.clone();
         std::fs::create_dir_all(&state_dir)
             .map_err(|e| anyhow::anyhow!("state directory {}: {e}", state_dir.display()))?;
-        let state_path = state_dir.join("state.bin");
+        let state_path = state_dir.join(STATE_FILE);
         let (state, corrupt) = StateStore::restore_or_new(&state_path, config.state.clone());
         if let Some(msg) = corrupt {
             tracing::error!("host state snapshot not restored: {msg}");
@@ -88,7 +107,9 @@ impl Server {
 
         let scorer = Arc::new(Scorer::with_registry(registry.clone(), &config, metrics.clone()));
         let cases = Arc::new(Mutex::new(CaseBook::new(config.server.max_cases)));
-        let gateway = Gateway::start(&config, &state_dir, scorer.clone(), metrics.clone(), cases.clone())?;
+        let remote = Arc::new(Slot::new(clustered));
+        let gateway =
+            Gateway::start(&config, &state_dir, scorer.clone(), metrics.clone(), cases.clone(), remote.clone())?;
         let sv = &config.server;
         let app = Arc::new(App {
             scoring: LogScoring::new(scorer.clone(), &config, cases.clone(), metrics.clone()),
@@ -101,6 +122,7 @@ impl Server {
             bodies: BodyBudget::new(sv.max_body_bytes.saturating_mul(sv.max_concurrent_requests)),
             scoring_slots: Arc::new(Semaphore::new(sv.max_concurrent_requests)),
             overrides,
+            remote: remote.clone(),
             config: config.clone(),
         });
         http::raise_fd_limit();
@@ -122,6 +144,7 @@ impl Server {
             state,
             scorer,
             reload: reload_tx,
+            remote,
             state_path,
             removed_grace,
             shutdown: Some(stop_tx),

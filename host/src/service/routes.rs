@@ -26,6 +26,7 @@ use crate::service::api::ApiError;
 use crate::service::audit::Audit;
 use crate::service::guardrail::{Gateway, GuardrailRequest, GuardrailResponse};
 use crate::service::http::{BodyBudget, ReadBody};
+use crate::service::remote::{Route, Slot};
 use crate::service::score::{LogScoring, ScoreResponse};
 
 /// What every route shares.
@@ -42,6 +43,7 @@ pub struct App {
     /// Requests parsed and scored at once.
     pub scoring_slots: Arc<tokio::sync::Semaphore>,
     pub overrides: Overrides,
+    pub remote: Arc<Slot>,
 }
 
 impl App {
@@ -82,20 +84,39 @@ async fn score(
         Some(Ok(p)) => p,
         Some(Err(m)) => return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("on_bad_input: {m}"))),
     };
+    let route = app.remote.route();
+    if let Route::NotYet = route {
+        return Err(not_joined());
+    }
     let body = app.read_body(body).await?;
     let slot = app.scoring_slots.clone().acquire_owned().await.expect("the semaphore is never closed");
     let app2 = app.clone();
+    let failed = |e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("scoring failed: {e}"));
     // Parsing and scoring are bounded, but they are CPU work the threads
     // that accept connections must not do.
-    let scored = tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        app2.scoring.score_body(&body.bytes, policy)
-    })
-    .await;
-    match scored {
-        Ok(r) => Ok(Json(r?)),
-        Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("scoring failed: {e}"))),
+    match route {
+        Route::There(remote) => {
+            let checked = tokio::task::spawn_blocking(move || app2.scoring.check_body(&body.bytes, policy))
+                .await
+                .map_err(failed)??;
+            let r = app.scoring.score_remote(checked, remote).await;
+            drop(slot);
+            Ok(Json(r))
+        }
+        _ => {
+            let scored = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                app2.scoring.score_body(&body.bytes, policy)
+            })
+            .await
+            .map_err(failed)?;
+            Ok(Json(scored?))
+        }
     }
+}
+
+fn not_joined() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "this node has not joined its cluster yet: nothing can be scored")
 }
 
 /// `POST /beta/litellm_basic_guardrail_api` (docs/litellm.md).
@@ -188,6 +209,9 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
 async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, ApiError> {
     if app.registry.snapshot().plugins.is_empty() {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no plugin is live"));
+    }
+    if let Route::NotYet = app.remote.route() {
+        return Err(not_joined());
     }
     Ok("ready\n")
 }

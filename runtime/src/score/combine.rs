@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::batch::Batch;
 use crate::config::Scoring;
@@ -15,7 +15,7 @@ use crate::error::{ErrorKind, PluginError};
 use crate::plugin::manifest::{FailurePolicy, Mode};
 
 /// What a verdict says to do with a request, by its combined score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     /// Below the flag threshold.
@@ -47,7 +47,7 @@ impl Decision {
 }
 
 /// The verdict on one request, as `vigil score` and `POST /v1/score` write it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
     /// The request's id.
     pub id: String,
@@ -62,7 +62,7 @@ pub struct Verdict {
 }
 
 /// One plugin's signal on one request, as a verdict reports it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SignalOut {
     /// The plugin's name.
     pub plugin: Arc<str>,
@@ -75,10 +75,10 @@ pub struct SignalOut {
     /// The plugin's score (or what a failure counts as), to 6 decimals.
     pub score: f64,
     /// The plugin's labels (none on a failure).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
     /// The plugin's reason (empty on a failure).
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
     /// Why the plugin failed on the batch, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,7 +86,7 @@ pub struct SignalOut {
 }
 
 /// A plugin's failure, as a signal reports it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SignalError {
     /// What kind of failure.
     pub kind: ErrorKind,
