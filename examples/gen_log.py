@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes N SPEC request records (NDJSON) to stdout, for throughput runs.
+"""Writes N request records (NDJSON) to stdout, for throughput runs.
 
     python3 examples/gen_log.py 1000000 > /tmp/log-1m.ndjson
 

@@ -100,7 +100,7 @@ pub fn simulated(n: usize, skip_ms: i64) -> Vec<Record> {
         .collect()
 }
 
-/// A record as an NDJSON line (SPEC format).
+/// A record as an NDJSON line (docs/contract.md).
 #[derive(Serialize)]
 struct Line<'a> {
     id: &'a str,

@@ -340,7 +340,7 @@ mod tests {
         // `attrs.KEY` pattern).
         let all: Vec<String> = vigil_runtime::plugin::manifest::GRANTABLE
             .iter()
-            .map(|g| if *g == "attrs.KEY" { "attrs.tier" } else { g })
+            .map(|(g, _)| if *g == "attrs.KEY" { "attrs.tier" } else { g })
             .map(String::from)
             .collect();
         let grant_sets = [vec![], all.clone(), all[..7].to_vec(), all[7..].to_vec()];

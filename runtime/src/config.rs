@@ -4,12 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
 /// The configuration of every command: one field per `[table]` of the file.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `[scoring]`: batching and the decision thresholds.
@@ -42,7 +43,7 @@ pub struct Config {
 
 /// `[cluster]`: how a node shares partitions and state with the others
 /// (docs/cluster.md).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Cluster {
     /// This node's name (default: host name and process id). Names must
@@ -85,7 +86,7 @@ impl Default for Cluster {
 
 /// `[campaigns]`: accounts linked by the labels detectors give (see
 /// `score::campaigns`), and when a cluster of them is raised.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Campaigns {
     /// Off: no links kept, no campaign signal.
@@ -109,23 +110,28 @@ pub struct Campaigns {
     /// A label carried by more accounts than this is a crowd (a carrier's
     /// NAT, a viral prompt) and links nobody.
     pub crowd: usize,
-    /// A raised cluster has at least this many accounts...
+    /// A cluster is raised with at least this many accounts and two
+    /// pieces of evidence: kinds of link that tie enough of it (see
+    /// `min_kind_accounts`), and enough accounts flagged on their own.
     pub min_accounts: usize,
-    /// ...and two pieces of evidence: a kind of link counts if it ties at
-    /// least this many of its accounts...
+    /// A kind of link is evidence when it ties at least this many of the
+    /// cluster's accounts (and `min_kind_share` of them), through
+    /// `min_kind_labels` labels or one label of `one_label_accounts`.
     pub min_kind_accounts: usize,
-    /// ...and this share of them...
+    /// The share of a cluster's accounts a kind of link must tie to be
+    /// evidence.
     pub min_kind_share: f64,
-    /// ...through at least this many labels (one card, one prompt or one
-    /// prefix is one shared thing)...
+    /// The labels a kind of link must tie them through to be evidence (one
+    /// card, one prompt or one prefix is one shared thing)...
     pub min_kind_labels: usize,
-    /// ...or through one label shared by at least this many accounts...
+    /// ...unless one label ties at least this many accounts.
     pub one_label_accounts: usize,
-    /// ...and (one more piece) this many accounts flagged on their own.
+    /// At least this many accounts flagged on their own are one more piece
+    /// of evidence.
     pub min_flagged: usize,
-    /// Accounts held at most (about 120 bytes each)...
+    /// Accounts held at most (about 120 bytes each).
     pub max_accounts: usize,
-    /// ...and labels (about 100 bytes each, plus 12 per member).
+    /// Labels held at most (about 100 bytes each, plus 12 per member).
     pub max_labels: usize,
     /// How often (in event time) old links are dropped and clusters rebuilt.
     pub rebuild_minutes: u64,
@@ -156,7 +162,7 @@ impl Default for Campaigns {
 
 /// Upper bounds the operator sets: a manifest chooses its limits within
 /// them, signed or not, and a manifest asking for more is refused.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Ceilings {
     /// Highest `time_per_batch_ms` allowed, in ms.
@@ -196,7 +202,7 @@ impl Default for Ceilings {
 }
 
 /// How plugin files are read from a plugin directory.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginFiles {
     /// Largest accepted `NAME.wasm` (a Python component is about 20 MB).
@@ -217,7 +223,7 @@ impl Default for PluginFiles {
 
 /// `POST /beta/litellm_basic_guardrail_api`: inline decisions for a LiteLLM
 /// proxy (docs/litellm.md).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Guardrail {
     /// A batch takes every call queued while the previous one was scored;
@@ -238,18 +244,18 @@ pub struct Guardrail {
     /// Required in `x-api-key` (LiteLLM's `api_key`) if set;
     /// `VIGIL_GUARDRAIL_KEY` sets it too.
     pub api_key: Option<String>,
-    /// Which LiteLLM identity is the SPEC `account`: the first present of
+    /// Which LiteLLM identity is the record's `account`: the first present of
     /// `end_user_id`, `user_id`, `key_hash`, `team_id`, `org_id`.
     pub account_from: Vec<String>,
     /// Completed exchanges (request record + completion tokens) are
-    /// appended here as SPEC NDJSON; empty: `<state_dir>/exchanges.ndjson`.
+    /// appended here as request records (NDJSON); empty: `<state_dir>/exchanges.ndjson`.
     pub exchange_log: PathBuf,
     /// Requests remembered for joining their response side.
     pub max_pending: usize,
 }
 
 /// The guardrail's answer when vigil cannot decide.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum FailMode {
     /// Let the call through.
@@ -277,7 +283,7 @@ impl Default for Guardrail {
 pub(crate) const ACCOUNT_SOURCES: &[&str] = &["end_user_id", "user_id", "key_hash", "team_id", "org_id"];
 
 /// How plugins are compiled and instantiated.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
     /// Instances from a pre-reserved pool with copy-on-write memory images:
@@ -311,7 +317,7 @@ impl EngineConfig {
 }
 
 /// `[scoring]`: how records are batched and verdicts decided.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Scoring {
     /// Records per batch (1 to 65,536).
@@ -341,7 +347,7 @@ impl Default for Scoring {
 }
 
 /// What a bad request record does to the rest of the input.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum BadInputPolicy {
     /// Report each bad line on stderr and score the rest.
@@ -362,7 +368,7 @@ impl std::str::FromStr for BadInputPolicy {
 }
 
 /// `[input]`: bounds on request records, and what admits one to scoring.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Input {
     /// Longest accepted input line, in bytes.
@@ -397,7 +403,7 @@ impl Default for Input {
 }
 
 /// Host-wide defaults for each plugin; a manifest's `[limits]` overrides them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Time a plugin may take on one batch, in ms.
@@ -469,7 +475,7 @@ impl Default for Limits {
 }
 
 /// Bounds on each plugin's host state namespace.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateBounds {
     /// Entries a plugin's namespace may hold unless its manifest sets
@@ -500,7 +506,7 @@ impl Default for StateBounds {
 }
 
 /// `[server]`: the HTTP service, `vigil serve`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
     /// Address to listen on (`HOST:PORT`).
@@ -568,7 +574,7 @@ impl Default for Server {
 }
 
 /// `[trust]`: which plugin signers are trusted, and where a signature is required.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Trust {
     /// Public key files (`vigil keygen`) of trusted plugin signers.
@@ -580,7 +586,7 @@ pub struct Trust {
 }
 
 /// `[handles]`: the key of the identity-handle hash.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Handles {
     /// 32 hex digits keying the identity-handle hash. Set one per deployment

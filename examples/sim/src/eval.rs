@@ -1,5 +1,5 @@
 //! Verdicts + truth -> the numbers a security team decides by, per detector
-//! and combined, at the SPEC's default thresholds: account-level recall,
+//! and combined, at the default thresholds (docs/contract.md): account-level recall,
 //! benign-account false-positive rate, precision, and how many requests a
 //! campaign account sends before its first flag. Tuning and held-out
 //! template families are reported side by side.
@@ -207,7 +207,7 @@ impl Report {
     /// A table for people.
     pub fn table(&self) -> String {
         let mut s = format!(
-            "{} requests, {} accounts; flag threshold {} (SPEC default)\n\n",
+            "{} requests, {} accounts; flag threshold {} (the default)\n\n",
             self.requests, self.accounts_seen, self.flag_threshold
         );
         s += &format!(

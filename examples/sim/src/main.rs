@@ -17,7 +17,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Stream SPEC request records (stdout or --out) and write the truth file.
+    /// Stream request records (stdout or --out) and write the truth file.
     Simulate {
         /// default, low-and-slow, paraphrased, hydra, no-elicitation, full-size
         #[arg(long, default_value = "default")]
@@ -50,7 +50,7 @@ enum Command {
         verdicts: String,
         #[arg(long)]
         truth: PathBuf,
-        /// SPEC default; never tuned per scenario.
+        /// The default (docs/contract.md); never tuned per scenario.
         #[arg(long, default_value_t = 0.5)]
         flag_threshold: f64,
         #[arg(long, value_enum, default_value_t = Format::Table)]

@@ -13,7 +13,7 @@ use crate::population::{Account, Hop, Persona, Population, Role, lognormal};
 use crate::scenario::{DAY_MS, HOUR_MS, Scenario, Style};
 use crate::text::{self, R};
 
-/// A request record in the SPEC format.
+/// A request record (docs/contract.md).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Request {
     pub id: String,

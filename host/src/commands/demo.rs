@@ -65,7 +65,7 @@ pub fn run(config: &Config, out_dir: &Path, seed: u64) -> anyhow::Result<()> {
         scored.secs,
         scored.requests as f64 / scored.secs
     )?;
-    writeln!(term, "== 2. Evaluate against the truth (SPEC thresholds: flag 0.5, block 0.9)")?;
+    writeln!(term, "== 2. Evaluate against the truth (default thresholds: flag 0.5, block 0.9)")?;
     write!(term, "{}", summary_table(&scored.report))?;
 
     let mimicry = Scenario::preset("mimicry", seed).expect("a preset");
@@ -605,7 +605,7 @@ fn html_report(scenario: &Scenario, s: &Scored, mimicry: &Scenario, m: &Scored, 
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}</style></head><body>
 <h1>vigil demo</h1>
 <p>Scenario <b>{name}</b> (seed {seed}): {benign} benign accounts, {camp} campaign accounts in {nc} campaigns over {days} days;
-{req} requests scored by the {np} bundled detectors in {secs:.1} s ({rps:.0} requests/s). Thresholds are the SPEC's (flag 0.5, block 0.9).
+{req} requests scored by the {np} bundled detectors in {secs:.1} s ({rps:.0} requests/s). Thresholds are the defaults (flag 0.5, block 0.9).
 Template families T1-T4 are the tuning set, H1-H4 are held out.</p>
 {dist}
 {over_time}

@@ -1,5 +1,5 @@
 //! Inline decisions for an LLM gateway: LiteLLM's Generic Guardrail API
-//! (`POST /beta/litellm_basic_guardrail_api`). A call is mapped to a SPEC
+//! (`POST /beta/litellm_basic_guardrail_api`). A call is mapped to a
 //! record, gathered with concurrent calls into one micro-batch, scored by
 //! the same plugins and host state as `/v1/score`, and answered `BLOCKED`
 //! (with the detectors' reasons) when the decision is `block`. Overload, a

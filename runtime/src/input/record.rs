@@ -1,4 +1,4 @@
-//! A request record (the SPEC format): parsed from one line, exactly one
+//! A request record (docs/contract.md): parsed from one line, exactly one
 //! JSON object. A line that is not a valid record becomes a `BadInput`
 //! naming the line and the field, never a silent drop.
 
@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::Input;
 use crate::error::BadInput;
 
-/// One request record (SPEC.md), as the host keeps it. Serializes back to
-/// a SPEC input line with the fields that are set.
+/// One request record (docs/contract.md), as the host keeps it. Serializes
+/// back to an input line with the fields that are set.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct Record {
     /// The request's id, unique in the stream.

@@ -1,13 +1,14 @@
 //! `NAME.toml`: a plugin's version, mode, weight, grants, limits, failure
 //! policy and its own configuration.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Ceilings, Limits};
 use crate::error::{ErrorKind, PluginError};
 
 /// `NAME.toml` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// The plugin's version; must not be empty.
@@ -21,7 +22,8 @@ pub struct Manifest {
     /// Its weight in the combined score, in [0, 1] (default 1).
     #[serde(default = "one")]
     pub weight: f64,
-    /// The request fields it may see (`GRANTABLE`); the rest arrive empty.
+    /// The request fields it may see (`GRANTABLE`, the grants table of
+    /// docs/contract.md); the rest arrive empty.
     #[serde(default)]
     pub grants: Vec<String>,
     /// What a failed batch counts as.
@@ -30,8 +32,10 @@ pub struct Manifest {
     /// Its own limits, in place of the host's defaults.
     #[serde(default)]
     pub limits: LimitOverrides,
-    /// Handed to the plugin's `init` as JSON.
+    /// The plugin's own settings: any TOML table, handed to its `init` as
+    /// JSON.
     #[serde(default)]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub config: toml::Table,
 }
 
@@ -40,7 +44,7 @@ fn one() -> f64 {
 }
 
 /// Whether a plugin's signals count in the combined score.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Counts in the combined score.
@@ -61,7 +65,7 @@ impl Mode {
 }
 
 /// `[failure]`: what a plugin that failed on a batch counts as.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Failure {
     /// `open` (the default) or `closed`.
@@ -79,7 +83,7 @@ impl Default for Failure {
 }
 
 /// How a failed plugin counts in the combined score.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum FailurePolicy {
     /// A failed plugin counts as 0.
@@ -90,8 +94,9 @@ pub enum FailurePolicy {
 }
 
 /// `[limits]`: the host's defaults this plugin changes, within the
-/// operator's ceilings (the fields mean what they do in `config::Limits`).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// operator's ceilings (the fields mean what they do in `config::Limits`;
+/// one not set is the config's `[limits]` value).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     /// Time it may take on one batch, in ms.
@@ -108,9 +113,11 @@ pub struct LimitOverrides {
     pub max_label_bytes: Option<u32>,
     /// Its longest reason, in bytes.
     pub max_reason_bytes: Option<u32>,
-    /// Host state entries for this plugin (host default otherwise).
+    /// Host state entries for this plugin (the config's
+    /// `state.max_entries_per_plugin` otherwise).
     pub state_entries: Option<usize>,
-    /// Host state bytes for this plugin (host default otherwise).
+    /// Host state bytes for this plugin (the config's
+    /// `state.max_bytes_per_plugin` otherwise).
     pub state_bytes: Option<usize>,
 }
 
@@ -157,28 +164,34 @@ pub struct Grants {
     pub attrs: Vec<String>,
 }
 
-/// What `grants` may name.
-pub const GRANTABLE: &[&str] = &[
-    "account",
-    "org",
-    "api_key",
-    "ip",
-    "ip_prefix",
-    "asn",
-    "user_agent",
-    "model",
-    "payment_fingerprint",
-    "conversation_id",
-    "turn",
-    "prompt",
-    "system_prompt",
-    "prompt_tokens",
-    "completion_tokens",
-    "max_tokens",
-    "account_created_ms",
-    "attrs",
-    "attrs.KEY",
+/// What `grants` may name, and what each lets a plugin see. Identity
+/// fields arrive as handles (keyed hashes); `resolve` gives their text.
+pub const GRANTABLE: &[(&str, &str)] = &[
+    ("account", "the account, as a handle"),
+    ("org", "the organisation, as a handle"),
+    ("api_key", "the API key id, as a handle"),
+    ("ip", "the client IP, as a handle; includes `ip_prefix`"),
+    ("ip_prefix", "the IP's network (/24 for IPv4, /48 for IPv6), as a handle, without the IP"),
+    ("asn", "the client's autonomous system number"),
+    ("user_agent", "the user agent, as a handle"),
+    ("model", "the model asked for, as a handle"),
+    ("payment_fingerprint", "the payment instrument's hash, as a handle"),
+    ("conversation_id", "the conversation, as a handle"),
+    ("turn", "the turn number in the conversation"),
+    ("prompt", "the prompt text"),
+    ("system_prompt", "the system prompt text"),
+    ("prompt_tokens", "input tokens"),
+    ("completion_tokens", "output tokens"),
+    ("max_tokens", "the max_tokens asked for"),
+    ("account_created_ms", "the account's creation time"),
+    ("attrs", "every attribute in `attrs`"),
+    ("attrs.KEY", "the attribute KEY only"),
 ];
+
+/// The names `grants` may use, for error messages.
+pub fn grantable_names() -> String {
+    GRANTABLE.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
 
 impl Grants {
     /// The grants a manifest names; an unknown name is an error.
@@ -210,7 +223,7 @@ impl Grants {
                         continue;
                     }
                     _ => {
-                        return Err(format!("unknown grant {other:?}; grantable fields: {}", GRANTABLE.join(", ")));
+                        return Err(format!("unknown grant {other:?}; grantable fields: {}", grantable_names()));
                     }
                 },
             };
