@@ -44,10 +44,11 @@ pub mod testing;
 
 #[cfg(feature = "guest")]
 pub mod bindings {
-    //! Generated from `wit/detector.wit`.
+    //! Generated from the SDK's own copy of `wit/detector.wit` (a test
+    //! keeps the two equal), so the SDK builds outside this repository.
     wit_bindgen::generate!({
         world: "detector",
-        path: "../wit",
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_detector_world",
         default_bindings_module: "vigil_sdk::bindings",

@@ -46,6 +46,9 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Start a plugin project that builds on its own: a Rust detector with
+    /// native unit tests, its manifest, and the SDK.
+    New(commands::new::Args),
     /// Validate a plugin: component and world, manifest, init, a smoke batch.
     Check {
         /// The plugin's NAME.wasm; its NAME.toml must sit beside it.
@@ -106,6 +109,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Publish(args) => commands::cluster::publish(config, args),
         Command::Keygen { name } => commands::keys::keygen(&name),
         Command::Sign { key, plugin } => commands::keys::sign(&key, &plugin),
+        Command::New(a) => commands::new::run(&a),
         Command::Bundled { out, key } => commands::bundled::write(&out, key.as_deref()),
     }
 }

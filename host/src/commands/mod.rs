@@ -5,5 +5,6 @@ pub mod check;
 pub mod cluster;
 pub mod demo;
 pub mod keys;
+pub mod new;
 pub mod score;
 pub mod serve;
