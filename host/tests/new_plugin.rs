@@ -1,6 +1,8 @@
 //! `vigil new` as a vendor meets it: from an empty directory outside this
 //! repository, the project's native tests pass, it builds to a component,
-//! `vigil check` accepts it, and `vigil score` runs it and it fires.
+//! `vigil check` accepts it, and `vigil score` runs it and it fires. In
+//! Rust, and in Python through componentize-py (installed with pip where
+//! it is missing).
 
 use std::path::Path;
 use std::process::Command;
@@ -39,14 +41,70 @@ fn a_new_project_builds_alone_and_its_plugin_scores() {
     assert!(tests.contains("flags_an_account_past_its_budget_and_not_another ... ok"), "{tests}");
     run(cargo().args(["build", "--release", "--target", "wasm32-wasip2"]));
 
+    install(dir, "burst", &target.join("wasm32-wasip2/release/burst.wasm"), &project.join("burst.toml"));
+    assert_fires(dir, "burst");
+}
+
+#[test]
+fn a_new_python_project_builds_and_its_plugin_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    run(Command::new(VIGIL).args(["new", "pyburst", "--lang", "python", "--dir"]).arg(dir));
+    let project = dir.join("pyburst");
+    let tests = run(Command::new("python3").args(["-m", "unittest", "-v"]).current_dir(&project));
+    let passed = |name: &str| tests.lines().any(|l| l.starts_with(name) && l.ends_with("... ok"));
+    assert!(passed("test_flags_an_account_past_its_budget_and_not_another"), "{tests}");
+    run(componentize_py()
+        .args(["-d", "wit", "-w", "detector", "componentize", "app", "-o", "pyburst.wasm"])
+        .current_dir(&project));
+    install(dir, "pyburst", &project.join("pyburst.wasm"), &project.join("pyburst.toml"));
+    assert_fires(dir, "pyburst");
+}
+
+/// componentize-py: the one on PATH, else one pip installs into the
+/// target directory (`--target` leaves the system's Python alone, which a
+/// distribution may forbid pip to change).
+fn componentize_py() -> Command {
+    if Command::new("componentize-py").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        return Command::new("componentize-py");
+    }
+    let site = Path::new(env!("CARGO_TARGET_TMPDIR")).join("componentize-py");
+    let cmd = || {
+        let mut c = Command::new("python3");
+        c.env("PYTHONPATH", &site).args([
+            "-c",
+            "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())",
+        ]);
+        c
+    };
+    if !cmd().arg("--version").output().is_ok_and(|o| o.status.success()) {
+        run(Command::new("python3")
+            .args(["-m", "pip", "install", "--upgrade", "--target"])
+            .arg(&site)
+            .arg("componentize-py==0.25.*"));
+    }
+    cmd()
+}
+
+/// Puts the plugin in `dir/plugins` with a budget of 3 requests a minute,
+/// and checks that `vigil check` accepts it.
+fn install(dir: &Path, name: &str, wasm: &Path, manifest: &Path) {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(target.join("wasm32-wasip2/release/burst.wasm"), plugins.join("burst.wasm")).unwrap();
-    let manifest = std::fs::read_to_string(project.join("burst.toml")).unwrap();
-    std::fs::write(plugins.join("burst.toml"), manifest.replace("max_requests = 100", "max_requests = 3")).unwrap();
-    let check = run(Command::new(VIGIL).arg("check").arg(plugins.join("burst.wasm")));
+    let installed = plugins.join(format!("{name}.wasm"));
+    std::fs::copy(wasm, &installed).unwrap();
+    let manifest = std::fs::read_to_string(manifest).unwrap();
+    assert!(manifest.contains("max_requests = 100"), "{manifest}");
+    std::fs::write(plugins.join(format!("{name}.toml")), manifest.replace("max_requests = 100", "max_requests = 3"))
+        .unwrap();
+    let check = run(Command::new(VIGIL).arg("check").arg(&installed));
     assert!(check.contains("is a valid vigil plugin"), "{check}");
+}
 
+/// `vigil score` with the plugin alone fires on exactly the requests over
+/// its budget.
+fn assert_fires(dir: &Path, name: &str) {
+    let plugins = dir.join("plugins");
     // Five requests from one account within a minute, two from another:
     // the fourth and fifth of the first are over the budget of 3.
     let mut log = String::new();
@@ -73,5 +131,5 @@ fn a_new_project_builds_alone_and_its_plugin_scores() {
         .filter(|v| v["signals"][0]["score"].as_f64().unwrap() > 0.0)
         .map(|v| v["id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(fired, ["b3", "b4"], "{verdicts}");
+    assert_eq!(fired, ["b3", "b4"], "{name}: {verdicts}");
 }

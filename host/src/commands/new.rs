@@ -1,20 +1,31 @@
-//! `vigil new NAME`: a Rust plugin project that builds on its own, outside
-//! this repository: a detector with native unit tests, its manifest, and
-//! the SDK (copied into the project from this binary unless `--sdk` points
-//! to one), whose own copy of the WIT travels with it.
+//! `vigil new NAME`: a plugin project that builds on its own, outside this
+//! repository: a detector with native unit tests and its manifest. In
+//! Rust, with the SDK (copied into the project from this binary unless
+//! `--sdk` points to one), whose own copy of the WIT travels with it; in
+//! Python, with the WIT for componentize-py.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-/// The project template; `{{name}}`, `{{crate}}` and `{{sdk}}` are filled in.
-const TEMPLATE: &[(&str, &str)] = &[
+/// The project templates; `{{name}}`, `{{crate}}` and `{{sdk}}` are filled in.
+const RUST: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../../templates/rust/Cargo.toml.tmpl")),
     ("{{name}}.toml", include_str!("../../templates/rust/NAME.toml.tmpl")),
     ("src/lib.rs", include_str!("../../templates/rust/src/lib.rs.tmpl")),
     ("README.md", include_str!("../../templates/rust/README.md.tmpl")),
     (".gitignore", include_str!("../../templates/rust/gitignore.tmpl")),
+];
+
+const PYTHON: &[(&str, &str)] = &[
+    ("detector.py", include_str!("../../templates/python/detector.py.tmpl")),
+    ("app.py", include_str!("../../templates/python/app.py.tmpl")),
+    ("test_detector.py", include_str!("../../templates/python/test_detector.py.tmpl")),
+    ("{{name}}.toml", include_str!("../../templates/python/NAME.toml.tmpl")),
+    ("README.md", include_str!("../../templates/python/README.md.tmpl")),
+    (".gitignore", include_str!("../../templates/python/gitignore.tmpl")),
+    ("wit/detector.wit", include_str!("../../../wit/detector.wit")),
 ];
 
 /// The SDK as this binary was built with it. A test checks that the list
@@ -42,9 +53,20 @@ pub struct Args {
     /// Where the project directory NAME is created.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
-    /// Depend on the SDK at this path instead of a copy inside the project.
+    /// The plugin's language.
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    lang: Lang,
+    /// Rust: depend on the SDK at this path instead of a copy inside the
+    /// project.
     #[arg(long, value_name = "PATH")]
     sdk: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    /// Built with componentize-py.
+    Python,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
@@ -52,6 +74,15 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let root = a.dir.join(&a.name);
     if root.exists() {
         bail!("{} already exists", root.display());
+    }
+    if a.lang == Lang::Python {
+        if a.sdk.is_some() {
+            bail!("--sdk is for Rust projects");
+        }
+        write_all(&root, PYTHON, &|s: &str| s.replace("{{name}}", &a.name))?;
+        println!("created {}: a detector in detector.py, its manifest {}.toml", root.display(), a.name);
+        println!("next: cd {} && python3 -m unittest, then README.md", root.display());
+        return Ok(ExitCode::SUCCESS);
     }
     let sdk = match &a.sdk {
         Some(p) => {
@@ -71,7 +102,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     };
     let krate = a.name.replace('-', "_");
     let fill = |s: &str| s.replace("{{name}}", &a.name).replace("{{crate}}", &krate).replace("{{sdk}}", &sdk);
-    write_all(&root, TEMPLATE, &fill)?;
+    write_all(&root, RUST, &fill)?;
     println!("created {}: a detector in src/lib.rs, its manifest {}.toml", root.display(), a.name);
     println!("next: cd {} && cargo test && cargo build --release --target wasm32-wasip2 (README.md)", root.display());
     Ok(ExitCode::SUCCESS)
