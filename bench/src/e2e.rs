@@ -133,6 +133,9 @@ pub struct Headline {
     /// The baseline binary's runs, interleaved with these: (path, wall s,
     /// requests/s, vigil's own requests/s).
     pub baseline: Option<(String, f64, f64, Option<f64>)>,
+    /// The host's floor: the pipeline `vigil score` runs, with no plugin,
+    /// in this process on the same input (requests/s, median).
+    pub floor_rps: f64,
 }
 
 pub struct SweepRow {
@@ -158,7 +161,7 @@ fn median_opt(v: &[Option<f64>]) -> Option<f64> {
 }
 
 /// The headline run: the whole bundled set, enforce mode, warm cache.
-pub fn headline(env: &Env, s: &Sizes) -> anyhow::Result<Headline> {
+pub fn headline(env: &Env, config: &vigil_runtime::Config, s: &Sizes) -> anyhow::Result<Headline> {
     let input = env.input(s.records)?;
     progress!("vigil score: warming the compiled-plugin cache");
     env.score(&env.input(1000)?, None, None)?;
@@ -167,9 +170,14 @@ pub fn headline(env: &Env, s: &Sizes) -> anyhow::Result<Headline> {
     }
     let (mut walls, mut reported) = (Vec::new(), Vec::new());
     let (mut base_walls, mut base_reported) = (Vec::new(), Vec::new());
+    let mut floors = Vec::new();
     for i in 0..s.runs {
-        // With a baseline, which binary goes first alternates.
-        let mut sides: Vec<Option<&PathBuf>> = vec![None, env.baseline.as_ref()];
+        let f = floor(env, config, &input, s.records)?;
+        progress!("host floor (no plugin): run {}/{}: {f:.0} requests/s", i + 1, s.runs);
+        floors.push(f);
+        // With a baseline, which binary goes first alternates. (Without
+        // one, `None` stands for this binary: run it once.)
+        let mut sides: Vec<Option<&PathBuf>> = std::iter::once(None).chain(env.baseline.as_ref().map(Some)).collect();
         if i % 2 == 1 {
             sides.reverse();
         }
@@ -202,7 +210,35 @@ pub fn headline(env: &Env, s: &Sizes) -> anyhow::Result<Headline> {
         rps: s.records as f64 / wall_s,
         reported_rps: median_opt(&reported),
         baseline,
+        floor_rps: median(&floors),
     })
+}
+
+/// What the host alone allows: `vigil score`'s pipeline (read, parse,
+/// admission, handles, combine, the campaign stage, verdict JSON, write to
+/// a file) with an empty plugin set, from a fresh state, in process, so
+/// without process start or plugin loading (compare with "vigil's own").
+fn floor(env: &Env, config: &vigil_runtime::Config, input: &Path, records: usize) -> anyhow::Result<f64> {
+    use std::io::{BufReader, BufWriter};
+    use vigil_runtime::registry::load::PluginSet;
+    use vigil_runtime::score::pipeline::{StreamOptions, score_stream};
+
+    let scorer = Scorer::new(PluginSet { workers: Vec::new(), failures: Vec::new() }, config);
+    let reader = BufReader::with_capacity(1 << 16, std::fs::File::open(input)?);
+    let output = env.dir.join("floor-verdicts.ndjson");
+    let writer = BufWriter::new(std::fs::File::create(&output)?);
+    let opts = StreamOptions {
+        batch_size: config.scoring.batch_size,
+        on_bad_input: config.scoring.on_bad_input,
+        input: config.input.clone(),
+        cases: None,
+        in_flight: config.scoring.in_flight,
+    };
+    let (summary, wall) = timed(|| score_stream(&scorer, reader, writer, &opts, &|_| {}, &|_| {}));
+    let summary = summary?;
+    anyhow::ensure!(summary.requests as usize == records, "the floor run scored {} of {records}", summary.requests);
+    let _ = std::fs::remove_file(&output);
+    Ok(records as f64 / wall.as_secs_f64())
 }
 
 /// Throughput per batch size from the binary (sizes interleaved per round),

@@ -232,7 +232,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             dir: tmp.path().to_path_buf(),
             cache_dir: cache_dir.clone(),
         };
-        report.headline = Some(e2e::headline(&env, &plan.e2e)?);
+        report.headline = Some(e2e::headline(&env, &config, &plan.e2e)?);
         report.sweep = Some(e2e::sweep(&env, &config, &plan.e2e)?);
         report.scaling = Some(e2e::scaling(&env, &plan.e2e)?);
     }

@@ -251,6 +251,15 @@ impl Report {
             thousands(h.rps),
             h.reported_rps.map_or("-".into(), thousands)
         );
+        let _ = writeln!(
+            s,
+            "\n**The host's floor**: the same pipeline with no plugin at all (read, parse, admission, handles, \
+             combine, the campaign stage, verdict JSON, write; in process, no start-up), on the same input: \
+             **{} requests/s** (median of {} runs interleaved with the above). The bundled set runs at {:.0}% of it.\n",
+            thousands(h.floor_rps),
+            h.runs,
+            100.0 * h.reported_rps.unwrap_or(h.rps) / h.floor_rps
+        );
         if let Some((path, wall, rps, own)) = &h.baseline {
             let _ = writeln!(
                 s,

@@ -55,7 +55,10 @@ fn config_tables() -> String {
     let mut out = String::new();
     for (table, prop) in props(root) {
         let def = resolve(root, prop);
-        out += &format!("### `[{table}]`\n\n{}\n\n", one_line(description(prop)));
+        // The field's doc names its table ("`[scoring]`: ..."); the heading does here.
+        let about = one_line(description(prop));
+        let about = about.strip_prefix(&format!("`[{table}]`: ")).unwrap_or(&about);
+        out += &format!("### `[{table}]`\n\n{}\n\n", capitalized(about));
         out += "| key | default | meaning |\n|---|---|---|\n";
         for (key, p) in props(def) {
             out += &format!("| `{key}` | {} | {} |\n", literal(p.get("default")), one_line(description(p)));
@@ -115,6 +118,11 @@ fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
 
 fn description(schema: &Value) -> &str {
     schema.get("description").and_then(Value::as_str).unwrap_or("")
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
 }
 
 /// Doc comments fit a table cell: one line, no pipes.
