@@ -227,13 +227,8 @@ fn floor(env: &Env, config: &vigil_runtime::Config, input: &Path, records: usize
     let reader = BufReader::with_capacity(1 << 16, std::fs::File::open(input)?);
     let output = env.dir.join("floor-verdicts.ndjson");
     let writer = BufWriter::new(std::fs::File::create(&output)?);
-    let opts = StreamOptions {
-        batch_size: config.scoring.batch_size,
-        on_bad_input: config.scoring.on_bad_input,
-        input: config.input.clone(),
-        cases: None,
-        in_flight: config.scoring.in_flight,
-    };
+    // The options `vigil score` takes from the same config.
+    let opts = StreamOptions::from_config(config);
     let (summary, wall) = timed(|| score_stream(&scorer, reader, writer, &opts, &|_| {}, &|_| {}));
     let summary = summary?;
     anyhow::ensure!(summary.requests as usize == records, "the floor run scored {} of {records}", summary.requests);

@@ -168,6 +168,17 @@ fn tail(s: &str) -> String {
 }
 
 /// Waits for `done`, failing with the nodes' logs after `limit`.
+/// `vigil cluster verdicts` into `out`, until `expect` distinct ids or
+/// `idle_ms` without a new one: whether it got them all, and what it said.
+fn cluster_verdicts(url: &str, out: &Path, expect: usize, idle_ms: u64) -> (bool, String) {
+    let o = Command::new(VIGIL)
+        .args(["cluster", "verdicts", "--nats", url, "--out", &out.to_string_lossy()])
+        .args(["--expect", &expect.to_string(), "--idle-ms", &idle_ms.to_string()])
+        .output()
+        .unwrap();
+    (o.status.success(), String::from_utf8_lossy(&o.stderr).to_string())
+}
+
 fn wait(nodes: &[Node], what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() {
@@ -269,14 +280,9 @@ fn three_nodes_one_killed_and_restarted_score_like_one_process() {
     nodes[1] = Node::start(dir, &url, "n2");
 
     let verdicts = dir.join("cluster.ndjson");
-    let collected = Command::new(VIGIL)
-        .args(["cluster", "verdicts", "--nats", &url, "--out", &verdicts.to_string_lossy()])
-        .args(["--expect", &records.to_string(), "--idle-ms", "120000"])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&collected.stderr).to_string();
+    let (collected, said) = cluster_verdicts(&url, &verdicts, records, 120_000);
     let logs: Vec<String> = nodes.iter().map(|n| format!("--- {}\n{}", n.name, tail(&n.log()))).collect();
-    assert!(collected.status.success(), "{said}\n{}", logs.join("\n"));
+    assert!(collected, "{said}\n{}", logs.join("\n"));
     for n in nodes.iter_mut() {
         n.stop();
     }
@@ -453,13 +459,8 @@ fn inline_calls_reach_the_owner_and_fail_by_policy() {
     // verdict, those the policy answered included.
     let expect = 95 + 2 + 32;
     let out = dir.join("verdicts.ndjson");
-    let collected = Command::new(VIGIL)
-        .args(["cluster", "verdicts", "--nats", &url, "--out", &out.to_string_lossy()])
-        .args(["--expect", &expect.to_string(), "--idle-ms", "60000"])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&collected.stderr).to_string();
-    assert!(collected.status.success(), "{said}\n{}", tail(&nodes[0].log()));
+    let (collected, said) = cluster_verdicts(&url, &out, expect, 60_000);
+    assert!(collected, "{said}\n{}", tail(&nodes[0].log()));
     let ids: std::collections::HashSet<String> = std::fs::read_to_string(&out)
         .unwrap()
         .lines()

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use vigil_runtime::plugin::files::RESERVED_NAMES;
 
 /// The project templates; `{{name}}`, `{{crate}}` and `{{sdk}}` are filled in.
 const RUST: &[(&str, &str)] = &[
@@ -119,8 +120,12 @@ fn write_all(root: &Path, files: &[(&str, &str)], fill: &dyn Fn(&str) -> String)
     Ok(())
 }
 
-/// A name that is a file name, a state namespace and a crate name at once.
+/// A name that is a file name, a state namespace and a crate name at once,
+/// and not one of the host's own (which the host would refuse to load).
 fn check_name(name: &str) -> anyhow::Result<()> {
+    if RESERVED_NAMES.contains(&name) {
+        bail!("plugin name {name:?} is the host's own stage's: choose another");
+    }
     let ok = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -162,7 +167,7 @@ mod tests {
         for good in ["burst", "my-detector2"] {
             assert!(check_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "Burst", "2fast", "a_b", "a/b", "x-", "../x"] {
+        for bad in ["", "Burst", "2fast", "a_b", "a/b", "x-", "../x", "campaign"] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
     }

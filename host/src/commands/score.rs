@@ -79,11 +79,8 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
     let (reader, writer) = open(&args.input, &args.output)?;
     let progress = (!args.quiet && std::io::stderr().is_terminal()).then(spinner);
     let opts = StreamOptions {
-        batch_size: config.scoring.batch_size,
-        on_bad_input: config.scoring.on_bad_input,
-        input: config.input.clone(),
-        in_flight: config.scoring.in_flight,
         cases: args.cases.as_ref().map(|_| Arc::new(Mutex::new(CaseBook::new(config.server.max_cases)))),
+        ..StreamOptions::from_config(&config)
     };
     let pb = progress.clone();
     let on_bad = move |b: &BadInput| match &pb {

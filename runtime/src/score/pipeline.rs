@@ -208,6 +208,19 @@ pub struct StreamOptions {
     pub in_flight: usize,
 }
 
+impl StreamOptions {
+    /// What `config` says (`[scoring]`, `[input]`), without cases.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            batch_size: config.scoring.batch_size,
+            on_bad_input: config.scoring.on_bad_input,
+            input: config.input.clone(),
+            cases: None,
+            in_flight: config.scoring.in_flight,
+        }
+    }
+}
+
 /// Adds a scored batch to the run's totals.
 fn tally(summary: &mut Summary, snap: &Snapshot, verdicts: &[Verdict], outcomes: &[Outcome]) {
     summary.requests += verdicts.len() as u64;
