@@ -5,9 +5,12 @@
 //! Plugin side: `pipeline::run_plugins` on the plugin's worker: building the
 //! per-plugin requests from the host's records, lowering, the guest,
 //! lifting, validation, and the hand-off to the worker thread.
-//! Native side: the same requests built as `vigil_sdk::Request`s (the
-//! native equivalent of lowering), then `Detector::score` with a
-//! `NativeHost` over the host's own `state::Namespace`.
+//! Native side: the same requests built as `vigil_sdk::Request`s with a
+//! copy of the batch's text features (the native equivalent of lowering),
+//! then `Detector::score` with a `NativeHost` over the host's own
+//! `state::Namespace`. Both sides get the features the host computed once
+//! for the batch, before timing: every plugin shares them (the host's floor
+//! in section 4 includes computing them).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -21,13 +24,15 @@ use vigil_runtime::input::record::Record;
 use vigil_runtime::plugin::files::PluginFiles;
 use vigil_runtime::plugin::manifest::{Grants, PluginManifest};
 use vigil_runtime::state::Namespace;
+use vigil_sdk::text::TextFeatures;
 use vigil_sdk::{CounterOp, Detector, Field, Host, Level, Request, SetOp, SetView, Signal};
 
 use crate::progress;
 use crate::stats::{median, timed};
 
 /// The record as a plugin with `g` may see it: mirrors
-/// `vigil_runtime::engine::worker::PluginVersion::request`, field for field.
+/// `vigil_runtime::engine::grants::granted_batch` and the SDK's columns,
+/// field for field.
 pub fn request(g: &Grants, r: &Record, h: &Handles) -> Request {
     let pick = |granted: bool, v: u64| if granted { v } else { 0 };
     Request {
@@ -43,7 +48,7 @@ pub fn request(g: &Grants, r: &Record, h: &Handles) -> Request {
         payment_fingerprint: pick(g.payment_fingerprint, h.payment_fingerprint),
         conversation: pick(g.conversation_id, h.conversation),
         turn: r.turn.filter(|_| g.turn),
-        prompt: if g.prompt { Some(r.prompt.clone().unwrap_or_default()) } else { None },
+        prompt: if g.prompt { r.prompt.clone() } else { None },
         system_prompt: if g.system_prompt { r.system_prompt.clone() } else { None },
         prompt_tokens: r.prompt_tokens.filter(|_| g.prompt_tokens),
         completion_tokens: r.completion_tokens.filter(|_| g.completion_tokens),
@@ -128,7 +133,7 @@ impl Host for NativeHost<'_> {
 }
 
 /// A configured native detector behind one signature.
-pub type Native = Box<dyn FnMut(&[Request], &mut dyn Host) -> Vec<Signal>>;
+pub type Native = Box<dyn FnMut(&vigil_sdk::Batch, &mut dyn Host) -> Vec<Signal>>;
 
 fn make<D: Detector>(config: &str) -> Result<Native, String> {
     let mut d = D::new(vigil_sdk::parse_config(config)?)?;
@@ -197,6 +202,12 @@ pub fn run(
 ) -> anyhow::Result<Vec<Table>> {
     let mut tables = Vec::new();
     for w in workloads {
+        // The host computes a batch's text features once for every plugin:
+        // here, before anything is timed.
+        for b in &w.batches {
+            b.prompt_features();
+            b.system_features();
+        }
         let mut rows = Vec::new();
         for files in plugins {
             progress!("native vs plugin, {}: {} ({} batches)", w.name, files.name, w.batches.len());
@@ -249,6 +260,12 @@ fn one(
             timed(|| {
                 let reqs: Vec<Request> =
                     batch.records.iter().zip(&batch.handles).map(|(r, h)| request(grants, r, h)).collect();
+                let text = |granted: bool, f: &TextFeatures| if granted { f.clone() } else { TextFeatures::default() };
+                let reqs = vigil_sdk::Batch::with_text(
+                    reqs,
+                    text(grants.prompt, batch.prompt_features()),
+                    text(grants.system_prompt, batch.system_features()),
+                );
                 let mut host = NativeHost::new(grants, &native_state, batch);
                 let signals = detector(&reqs, &mut host);
                 assert_eq!(signals.len(), reqs.len(), "{name}: native signal count");

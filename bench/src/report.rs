@@ -275,7 +275,7 @@ impl Report {
             s.push_str(
                 "\n### Batch size\n\n\
                  Throughput: `vigil score --batch-size N` (fewer records for the small sizes), median of rounds \
-                 with the sizes interleaved. Latency: the time to score one batch through all six plugins and \
+                 with the sizes interleaved. Latency: the time to score one batch through every bundled plugin and \
                  combine (`pipeline::Scorer::score`, in process, one batch at a time), p50 and p99.\n\n\
                  | batch size | records | requests/s (wall) | vigil's own requests/s | batches timed | batch latency p50 | p99 |\n\
                  |---:|---:|---:|---:|---:|---:|---:|\n",
@@ -345,7 +345,7 @@ fn native_table(s: &mut String, rows: &[native::Row]) {
         );
     }
     let (n, p) = rows.iter().fold((0.0, 0.0), |a, r| (a.0 + r.native_ns, a.1 + r.plugin_ns));
-    let _ = writeln!(s, "| **all six, summed** | {} | {} | {} | | | |\n", f1(n), f1(p), f2(n / p));
+    let _ = writeln!(s, "| **all {}, summed** | {} | {} | {} | | | |\n", rows.len(), f1(n), f1(p), f2(n / p));
 }
 
 fn plural(n: usize, what: &str) -> String {

@@ -1,7 +1,19 @@
 use std::sync::Mutex;
 
 use crate::bindings::vigil::detector::host as imports;
-use crate::{CounterOp, Field, Level, Request, SetOp, SetView, Signal, StateEntry};
+use crate::bindings::vigil::detector::types as wit;
+use crate::{Batch, CounterOp, Field, Level, SetOp, SetView, StateEntry};
+
+/// A detector's opinion of one request. `score` is in [0, 1]; 0 with no
+/// labels means "nothing to say".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Signal {
+    pub score: f32,
+    /// Short machine-readable tags, for example `template:ab12`.
+    pub labels: Vec<String>,
+    /// One line for an analyst: what matched and why it matters.
+    pub reason: String,
+}
 
 /// A detection plugin: scores a batch of requests, one signal per request.
 ///
@@ -21,9 +33,11 @@ pub trait Detector: Sized + 'static {
     /// then does not load, and the message says why).
     fn new(config: Self::Config) -> Result<Self, String>;
 
-    /// One signal per request, in order. Keep anything that must survive a
-    /// new version or a restart in `host` state, not in `self`.
-    fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal>;
+    /// One signal per request, in order (`batch` derefs to `[Request]`;
+    /// `batch.prompt_text()` has the prompts' word features). Keep anything
+    /// that must survive a new version or a restart in `host` state, not in
+    /// `self`.
+    fn score(&mut self, batch: &Batch, host: &mut dyn Host) -> Vec<Signal>;
 }
 
 /// The config of a detector that takes none: only an empty table.
@@ -65,7 +79,8 @@ pub trait Host {
     fn sets_update(&mut self, ops: &[SetOp]) -> Vec<SetView>;
 }
 
-/// The real host, across the component boundary.
+/// The real host, across the component boundary. Contract 0.2's state
+/// calls all take many keys; the one-key methods are one-element calls.
 pub struct WasmHost;
 
 impl Host for WasmHost {
@@ -76,13 +91,13 @@ impl Host for WasmHost {
         imports::resolve(field, handle)
     }
     fn get(&mut self, key: u64, now_ms: i64) -> Option<Vec<u8>> {
-        imports::state_get(key, now_ms)
+        imports::state_get(&[key], now_ms).pop().flatten()
     }
     fn set(&mut self, key: u64, value: &[u8], expires_at_ms: Option<i64>) {
-        imports::state_set(key, value, expires_at_ms)
+        imports::state_set(&[StateEntry { key, value: value.to_vec(), expires_at_ms }])
     }
     fn remove(&mut self, key: u64) {
-        imports::state_remove(key)
+        imports::state_remove(&[key])
     }
     fn counter_add(&mut self, ops: &[CounterOp]) -> Vec<u64> {
         if ops.is_empty() {
@@ -94,13 +109,13 @@ impl Host for WasmHost {
         if keys.is_empty() {
             return Vec::new();
         }
-        imports::state_get_many(keys, now_ms)
+        imports::state_get(keys, now_ms)
     }
     fn set_many(&mut self, entries: Vec<StateEntry>) {
         if entries.is_empty() {
             return;
         }
-        imports::state_set_many(&entries)
+        imports::state_set(&entries)
     }
     fn sets_update(&mut self, ops: &[SetOp]) -> Vec<SetView> {
         if ops.is_empty() {
@@ -125,20 +140,39 @@ impl Signal {
     }
 }
 
+/// What the export shell keeps between calls: the detector, and the batch
+/// whose buffers each call refills.
 #[doc(hidden)]
-pub fn run_init<D: Detector>(slot: &Mutex<Option<D>>, config: &str) -> Result<(), String> {
+pub type Slot<D> = Mutex<Option<(D, Batch)>>;
+
+#[doc(hidden)]
+pub fn run_init<D: Detector>(slot: &Slot<D>, config: &str) -> Result<(), String> {
     let d = D::new(parse_config(config)?)?;
-    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(d);
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((d, Batch::default()));
     Ok(())
 }
 
 #[doc(hidden)]
-pub fn run_score<D: Detector>(slot: &Mutex<Option<D>>, batch: &[Request]) -> Result<Vec<Signal>, String> {
+pub fn run_score<D: Detector>(slot: &Slot<D>, columns: wit::Batch) -> Result<wit::Signals, String> {
     let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
-    let d = guard.as_mut().ok_or("score called before init")?;
+    let (d, batch) = guard.as_mut().ok_or("score called before init")?;
+    batch.refill(columns)?;
     let out = d.score(batch, &mut WasmHost);
     if out.len() != batch.len() {
         return Err(format!("detector returned {} signals for {} requests", out.len(), batch.len()));
     }
-    Ok(out)
+    Ok(parallel(out))
+}
+
+/// Signals as contract 0.2's parallel arrays: a score per request, a note
+/// only for those with labels or a reason.
+fn parallel(signals: Vec<Signal>) -> wit::Signals {
+    let scores = signals.iter().map(|s| s.score).collect();
+    let notes = signals
+        .into_iter()
+        .enumerate()
+        .filter(|(_, s)| !s.labels.is_empty() || !s.reason.is_empty())
+        .map(|(i, s)| wit::Note { index: i as u32, labels: s.labels, reason: s.reason })
+        .collect();
+    wit::Signals { scores, notes }
 }

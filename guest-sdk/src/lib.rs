@@ -7,7 +7,7 @@
 //! with the same semantics.
 //!
 //! ```ignore
-//! use vigil_sdk::{Detector, Host, NoConfig, Request, Signal};
+//! use vigil_sdk::{Batch, Detector, Host, NoConfig, Signal};
 //!
 //! struct LongPrompts;
 //!
@@ -17,7 +17,7 @@
 //!     fn new(_: NoConfig) -> Result<Self, String> {
 //!         Ok(LongPrompts)
 //!     }
-//!     fn score(&mut self, batch: &[Request], _host: &mut dyn Host) -> Vec<Signal> {
+//!     fn score(&mut self, batch: &Batch, _host: &mut dyn Host) -> Vec<Signal> {
 //!         batch.iter().map(|r| {
 //!             let long = r.prompt.as_deref().map_or(false, |p| p.len() > 10_000);
 //!             if long { Signal::new(0.6, &["long-prompt"], "prompt over 10 kB") } else { Signal::none() }
@@ -33,6 +33,8 @@ pub mod sketch;
 pub mod text;
 pub mod window;
 
+#[cfg(feature = "guest")]
+pub mod batch;
 #[cfg(feature = "guest")]
 pub mod batch_state;
 #[cfg(feature = "guest")]
@@ -56,18 +58,18 @@ pub mod bindings {
 }
 
 #[cfg(feature = "guest")]
-pub use bindings::vigil::detector::types::{
-    CounterOp, Field, Info, Level, Request, SetOp, SetView, Signal, StateEntry,
-};
+pub use batch::Batch;
 #[cfg(feature = "guest")]
-pub use detector::{Detector, Host, NoConfig, WasmHost, parse_config};
+pub use bindings::vigil::detector::types::{CounterOp, Field, Info, Level, SetOp, SetView, StateEntry};
 #[cfg(feature = "guest")]
-pub use request::RequestExt;
+pub use detector::{Detector, Host, NoConfig, Signal, WasmHost, parse_config};
+#[cfg(feature = "guest")]
+pub use request::{Request, RequestExt};
 
 #[cfg(feature = "guest")]
 #[doc(hidden)]
 pub mod __rt {
-    pub use crate::detector::{run_init, run_score};
+    pub use crate::detector::{Slot, run_init, run_score};
 }
 
 /// Exports a [`Detector`] as the plugin's component interface.
@@ -75,8 +77,7 @@ pub mod __rt {
 #[macro_export]
 macro_rules! export_detector {
     ($ty:ty) => {
-        static __VIGIL_DETECTOR: ::std::sync::Mutex<::std::option::Option<$ty>> =
-            ::std::sync::Mutex::new(::std::option::Option::None);
+        static __VIGIL_DETECTOR: $crate::__rt::Slot<$ty> = ::std::sync::Mutex::new(::std::option::Option::None);
 
         struct __VigilExport;
 
@@ -91,9 +92,9 @@ macro_rules! export_detector {
                 $crate::__rt::run_init::<$ty>(&__VIGIL_DETECTOR, &config)
             }
             fn score(
-                batch: ::std::vec::Vec<$crate::Request>,
-            ) -> ::std::result::Result<::std::vec::Vec<$crate::Signal>, ::std::string::String> {
-                $crate::__rt::run_score::<$ty>(&__VIGIL_DETECTOR, &batch)
+                batch: $crate::bindings::vigil::detector::types::Batch,
+            ) -> ::std::result::Result<$crate::bindings::vigil::detector::types::Signals, ::std::string::String> {
+                $crate::__rt::run_score::<$ty>(&__VIGIL_DETECTOR, batch)
             }
         }
 

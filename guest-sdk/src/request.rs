@@ -1,6 +1,34 @@
-//! Small questions detectors ask of a request.
+//! One request as a detector sees it, and small questions detectors ask
+//! of it.
 
-use crate::Request;
+/// One request record (docs/contract.md). Only `ts_ms` is always present;
+/// everything else is filled only when the plugin's manifest grants it
+/// (handles are 0 and options `None` otherwise). The SDK fills these from
+/// the host's columns, reusing their buffers from batch to batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Request {
+    /// Request time, Unix milliseconds. Use it as "now" for state calls.
+    pub ts_ms: i64,
+    pub account: u64,
+    pub org: u64,
+    pub api_key: u64,
+    pub ip: u64,
+    pub ip_prefix: u64,
+    pub asn: Option<u32>,
+    pub user_agent: u64,
+    pub model: u64,
+    pub payment_fingerprint: u64,
+    pub conversation: u64,
+    pub turn: Option<u32>,
+    pub prompt: Option<String>,
+    pub system_prompt: Option<String>,
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    pub max_tokens: Option<u32>,
+    pub account_created_ms: Option<i64>,
+    /// Only the attribute keys the manifest grants.
+    pub attrs: Vec<(String, String)>,
+}
 
 /// Questions about a request that several detectors ask.
 pub trait RequestExt {

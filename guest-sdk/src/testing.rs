@@ -103,25 +103,5 @@ pub fn configured<D: crate::Detector>(config_json: &str) -> Result<D, String> {
 /// A request at `ts_ms` with every other field empty, as a plugin granted
 /// nothing would see it. Fill in what a test needs.
 pub fn request(ts_ms: i64) -> Request {
-    Request {
-        ts_ms,
-        account: 0,
-        org: 0,
-        api_key: 0,
-        ip: 0,
-        ip_prefix: 0,
-        asn: None,
-        user_agent: 0,
-        model: 0,
-        payment_fingerprint: 0,
-        conversation: 0,
-        turn: None,
-        prompt: None,
-        system_prompt: None,
-        prompt_tokens: None,
-        completion_tokens: None,
-        max_tokens: None,
-        account_created_ms: None,
-        attrs: Vec::new(),
-    }
+    Request { ts_ms, ..Request::default() }
 }

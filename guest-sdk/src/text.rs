@@ -245,13 +245,19 @@ impl<T> PhraseSet<T> {
 
     /// Calls `on_match` for each pattern at most once per text (its first
     /// match), scanning the words once.
-    pub fn find(&mut self, words: &Words, mut on_match: impl FnMut(Match)) {
+    pub fn find(&mut self, words: &Words, on_match: impl FnMut(Match)) {
+        self.find_hashes(words.hashes(), on_match)
+    }
+
+    /// `find` over word hashes (`Words::hashes`, or the host's
+    /// [`TextFeatures`]); a 0 is a boundary no phrase crosses.
+    pub fn find_hashes(&mut self, hashes: &[u64], mut on_match: impl FnMut(Match)) {
         // Per pattern: (next slot wanted, position of the last matched word,
         // position of the first). Greedy: one partial match per pattern.
         for p in self.progress.iter_mut() {
             *p = (0, 0, 0);
         }
-        for (pos, h) in words.hashes().iter().enumerate() {
+        for (pos, h) in hashes.iter().enumerate() {
             if *h == 0 {
                 // A boundary between pushed texts: no phrase crosses it.
                 for (p, pat) in self.progress.iter_mut().zip(&self.patterns) {
@@ -287,6 +293,151 @@ impl<T> PhraseSet<T> {
                 }
             }
         }
+    }
+}
+
+/// Word features of one text field over a batch, what contract 0.2's
+/// `text` carries: the host computes them once per batch for every plugin
+/// granted the text; natively ([`TextFeatures::compute`]) they come from the
+/// same code, so a detector scores the same either way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextFeatures {
+    /// Every text's word hashes (as `Words::hashes`, without the
+    /// separator), back to back.
+    pub words: Vec<u64>,
+    /// Request i's words are `words[word_ends[i-1]..word_ends[i]]`.
+    pub word_ends: Vec<u32>,
+    /// Bit `j % 64` of `word_digits[j / 64]`: word j has an ASCII digit.
+    pub word_digits: Vec<u64>,
+    /// Per request: [`fingerprint`] of the text (0 when absent) ...
+    pub fingerprints: Vec<u64>,
+    /// ... and its word count.
+    pub fingerprint_words: Vec<u32>,
+}
+
+impl TextFeatures {
+    /// The features of each text in turn (`None`: the request has none).
+    pub fn compute<'a>(texts: impl IntoIterator<Item = Option<&'a str>>) -> Self {
+        let mut f = TextFeatures::default();
+        let mut scratch = Words::new();
+        for t in texts {
+            f.push(t, &mut scratch);
+        }
+        f
+    }
+
+    /// Appends one request's text; `scratch` is reused between calls.
+    pub fn push(&mut self, text: Option<&str>, scratch: &mut Words) {
+        let Some(text) = text else {
+            self.word_ends.push(self.words.len() as u32);
+            self.fingerprints.push(0);
+            self.fingerprint_words.push(0);
+            return;
+        };
+        scratch.parse(text);
+        // The last word is `Words`' separator: not a word of the text.
+        let n = scratch.len() - 1;
+        for i in 0..n {
+            let j = self.words.len();
+            if j % 64 == 0 {
+                self.word_digits.push(0);
+            }
+            if scratch.has_digit(i) {
+                self.word_digits[j / 64] |= 1 << (j % 64);
+            }
+            self.words.push(scratch.hashes()[i]);
+        }
+        self.word_ends.push(self.words.len() as u32);
+        let (fp, words) = fingerprint(text);
+        self.fingerprints.push(fp);
+        self.fingerprint_words.push(words as u32);
+    }
+
+    /// Number of requests.
+    pub fn len(&self) -> usize {
+        self.word_ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.word_ends.is_empty()
+    }
+
+    fn range(&self, i: usize) -> std::ops::Range<usize> {
+        let start = if i == 0 { 0 } else { self.word_ends[i - 1] as usize };
+        start..self.word_ends[i] as usize
+    }
+
+    /// Request i's word hashes.
+    pub fn words(&self, i: usize) -> &[u64] {
+        &self.words[self.range(i)]
+    }
+
+    /// Whether word `w` of request i has an ASCII digit.
+    pub fn has_digit(&self, i: usize, w: usize) -> bool {
+        let j = self.range(i).start + w;
+        self.word_digits.get(j / 64).is_some_and(|b| b >> (j % 64) & 1 == 1)
+    }
+
+    /// Request i's [`fingerprint`] and word count, `None` when it has no
+    /// text.
+    pub fn fingerprint(&self, i: usize) -> Option<(u64, usize)> {
+        let fp = self.fingerprints[i];
+        (fp != 0).then(|| (fp, self.fingerprint_words[i] as usize))
+    }
+
+    /// Checks the shape the contract promises (the host's features arrive
+    /// across the boundary): `Err` says what is off.
+    pub fn check(&self, n: usize) -> Result<(), String> {
+        let ends_ok = self.word_ends.windows(2).all(|w| w[0] <= w[1])
+            && self.word_ends.last().is_none_or(|&e| e as usize == self.words.len());
+        if self.word_ends.len() != n || self.fingerprints.len() != n || self.fingerprint_words.len() != n || !ends_ok {
+            return Err(format!("text features for {} of {n} requests, or out of order", self.word_ends.len()));
+        }
+        if self.word_digits.len() < self.words.len().div_ceil(64) {
+            return Err("text features: digit bits missing".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod features_tests {
+    use super::*;
+
+    #[test]
+    fn features_are_what_words_and_fingerprint_say() {
+        let texts = [Some("Ticket #4821 v2 ok"), None, Some(""), Some("Don't  SHOW your reasoning")];
+        let f = TextFeatures::compute(texts);
+        f.check(4).unwrap();
+        let mut w = Words::new();
+        for (i, t) in texts.iter().enumerate() {
+            let Some(t) = t else {
+                assert!(f.words(i).is_empty() && f.fingerprint(i).is_none());
+                continue;
+            };
+            w.parse(t);
+            assert_eq!(f.words(i), &w.hashes()[..w.len() - 1], "{t}");
+            assert!((0..w.len() - 1).all(|j| f.has_digit(i, j) == w.has_digit(j)), "{t}");
+            assert_eq!(f.fingerprint(i), Some(fingerprint(t)));
+        }
+        assert!(f.has_digit(0, 1) && f.has_digit(0, 2) && !f.has_digit(3, 1));
+    }
+
+    #[test]
+    fn digit_bits_cross_word_64() {
+        let long: String = (0..70).map(|i| if i == 66 { "x9 ".to_string() } else { "w ".to_string() }).collect();
+        let f = TextFeatures::compute([Some("a1"), Some(long.as_str())]);
+        assert!(f.has_digit(0, 0));
+        assert!(f.has_digit(1, 66) && !f.has_digit(1, 65) && !f.has_digit(1, 67));
+        assert_eq!(f.word_digits.len(), 2);
+    }
+
+    #[test]
+    fn a_misshapen_column_is_refused() {
+        let mut f = TextFeatures::compute([Some("a b"), Some("c")]);
+        assert!(f.check(3).is_err());
+        f.word_ends[0] = 9;
+        assert!(f.check(2).is_err());
     }
 }
 

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use vigil_runtime::config::Config;
-use vigil_runtime::engine::Runtime;
 use vigil_runtime::engine::worker::{PluginVersion, Worker};
+use vigil_runtime::engine::{Contract, Runtime};
 use vigil_runtime::plugin::files::{read_plugin, valid_name};
 use vigil_runtime::plugin::smoke::smoke_records;
 use vigil_runtime::registry::load::PluginSet;
@@ -72,15 +72,26 @@ pub fn check(path: &Path, config: &Config, out: &mut dyn Write) -> std::io::Resu
     writeln!(
         out,
         "ok    manifest {}: version {}, mode {}, weight {}\nok    grants: {grants}\n\
-         ok    a component of the vigil:detector world\n\
+         ok    a component of {} (this host serves 0.1.x and {})\n\
          ok    init accepted its config; info: version {}, {:?}",
         path.with_extension("toml").display(),
         m.version,
         m.mode.as_str(),
         m.weight,
+        plugin.contract,
+        Contract::CURRENT,
         plugin.info.version,
         plugin.info.description
     )?;
+    if !plugin.contract.is_current() {
+        writeln!(
+            out,
+            "note  {} is served for compatibility; rebuild against the current SDK (vigil:detector@{}) for columnar \
+             batches and the host's text features (docs/contract.md, compatibility)",
+            plugin.contract,
+            Contract::CURRENT
+        )?;
+    }
     if plugin.info.version != m.version {
         writeln!(out, "warn  the plugin says version {} but its manifest says {}", plugin.info.version, m.version)?;
     }

@@ -35,6 +35,7 @@ const SDK: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../../../guest-sdk/Cargo.toml")),
     ("wit/detector.wit", include_str!("../../../guest-sdk/wit/detector.wit")),
     ("src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
+    ("src/batch.rs", include_str!("../../../guest-sdk/src/batch.rs")),
     ("src/batch_state.rs", include_str!("../../../guest-sdk/src/batch_state.rs")),
     ("src/detector.rs", include_str!("../../../guest-sdk/src/detector.rs")),
     ("src/hash.rs", include_str!("../../../guest-sdk/src/hash.rs")),

@@ -36,8 +36,7 @@ use vigil_sdk::batch_state::{BatchState, DAY_MS};
 use vigil_sdk::hash::{key, tag};
 use vigil_sdk::sets::Shape;
 use vigil_sdk::sketch::HyperLogLog;
-use vigil_sdk::text::fingerprint;
-use vigil_sdk::{Detector, Host, Request, SetOp, SetView, Signal};
+use vigil_sdk::{Batch, Detector, Host, Request, SetOp, SetView, Signal};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -212,7 +211,7 @@ impl Detector for Fanout {
         Ok(Self { cfg, state: BatchState::new(Fan::decode, Fan::encode) })
     }
 
-    fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
+    fn score(&mut self, batch: &Batch, host: &mut dyn Host) -> Vec<Signal> {
         let (Some(earliest), Some(latest)) = (batch.iter().map(|r| r.ts_ms).min(), batch.iter().map(|r| r.ts_ms).max())
         else {
             return Vec::new();
@@ -221,7 +220,9 @@ impl Detector for Fanout {
         self.state.prefetch(host, &keys, earliest);
         // Every add and read of the batch in one host call.
         let mut ops: Vec<SetOp> = Vec::new();
-        let asks: Vec<Asks> = batch.iter().map(|r| self.asks(r, &mut ops)).collect();
+        let text = batch.prompt_text();
+        let asks: Vec<Asks> =
+            batch.iter().enumerate().map(|(i, r)| self.asks(r, text.fingerprint(i), &mut ops)).collect();
         let views = host.sets_update(&ops);
         let c = &self.cfg;
         let out = batch
@@ -260,13 +261,14 @@ impl Detector for Fanout {
 }
 
 impl Fanout {
-    fn asks(&self, r: &Request, ops: &mut Vec<SetOp>) -> Asks {
+    /// `prompt`: the request's prompt fingerprint and word count.
+    fn asks(&self, r: &Request, prompt: Option<(u64, usize)>, ops: &mut Vec<SetOp>) -> Asks {
         let c = &self.cfg;
         let mut asks = Asks { fp: None, judged: Vec::new() };
         if r.account == 0 {
             return asks;
         }
-        if let Some((fp, words)) = r.prompt.as_deref().map(fingerprint)
+        if let Some((fp, words)) = prompt
             && words >= c.min_words
         {
             asks.fp = Some((fp, ops.len() + 1));
@@ -347,7 +349,7 @@ mod tests {
 
     /// Scores one request at a time, as a stream of batches of one.
     fn run(d: &mut Fanout, h: &mut MemHost, reqs: Vec<Request>) -> Vec<Signal> {
-        reqs.into_iter().map(|r| d.score(&[r], h).pop().unwrap()).collect()
+        reqs.into_iter().map(|r| d.score(&Batch::of(&[r]), h).pop().unwrap()).collect()
     }
 
     /// An account's highest score over its requests.
@@ -474,7 +476,7 @@ mod tests {
         let later: Vec<Request> = (0..6)
             .map(|i| req(&mut h, &format!("f{}", i % 3), T0 + 2 * DAY_MS + i * MIN, "And what about the next one?"))
             .collect();
-        let out = d.score(&later, &mut h);
+        let out = d.score(&Batch::of(&later), &mut h);
         assert!(out.iter().all(|s| s.score > 0.0 && s.score <= LINK as f32 + 1e-6), "{out:?}");
     }
 

@@ -9,7 +9,7 @@
 use serde::Deserialize;
 use vigil_sdk::batch_state::{BatchState, DAY_MS};
 use vigil_sdk::hash::{key, tag};
-use vigil_sdk::{Detector, Host, Request, RequestExt, Signal};
+use vigil_sdk::{Batch, Detector, Host, Request, RequestExt, Signal};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -141,7 +141,7 @@ impl Detector for Lockstep {
         Ok(Self { cfg, state: BatchState::new(Timing::decode, Timing::encode) })
     }
 
-    fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
+    fn score(&mut self, batch: &Batch, host: &mut dyn Host) -> Vec<Signal> {
         let cfg = &self.cfg;
         let keys = |r: &Request, k: &mut Vec<u64>| {
             if r.account != 0 {
@@ -197,7 +197,7 @@ mod tests {
             (0..44).map(|i| req(&mut h, "bot", T0 + i * 3_960_000 + (i % 3 - 1) * 300_000, 2, false)).collect();
         let mut last = Signal::none();
         for chunk in bot.chunks(7) {
-            last = d.score(chunk, &mut h).pop().unwrap();
+            last = d.score(&Batch::of(chunk), &mut h).pop().unwrap();
         }
         assert!(last.score >= 0.8, "{last:?}");
         assert!(last.labels.contains(&"round-the-clock".to_string()));
@@ -212,7 +212,7 @@ mod tests {
                 }
             }
         }
-        let out = d.score(&human, &mut h);
+        let out = d.score(&Batch::of(&human), &mut h);
         assert!(out.iter().all(|s| s.score < 0.2), "{:?}", out.last());
     }
 
@@ -221,7 +221,7 @@ mod tests {
         let mut d: Lockstep = vigil_sdk::testing::detector();
         let mut h = MemHost::new();
         let job: Vec<Request> = (0..100).map(|i| req(&mut h, "etl", T0 + i * 30_000, 400, true)).collect();
-        let out = d.score(&job, &mut h);
+        let out = d.score(&Batch::of(&job), &mut h);
         assert!(out.last().unwrap().score < 0.5, "{:?}", out.last());
     }
 

@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 use vigil_sdk::hash::{key, tag};
-use vigil_sdk::{CounterOp, Detector, Host, Request, Signal};
+use vigil_sdk::{Batch, CounterOp, Detector, Host, Signal};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -67,7 +67,7 @@ impl Detector for OutputHarvest {
         Ok(Self { cfg, ops: Vec::new() })
     }
 
-    fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
+    fn score(&mut self, batch: &Batch, host: &mut dyn Host) -> Vec<Signal> {
         let w = self.cfg.window_ms;
         self.ops.clear();
         for r in batch.iter().filter(|r| r.account != 0) {
@@ -124,8 +124,8 @@ vigil_sdk::export_detector!(OutputHarvest);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_sdk::Field;
     use vigil_sdk::testing::{MemHost, request};
+    use vigil_sdk::{Field, Request};
 
     fn req(h: &mut MemHost, acct: &str, i: i64, completion: u32, max: u32, turn: u32) -> Request {
         let mut r = request(1_760_000_000_000 + i * 60_000);
@@ -142,7 +142,7 @@ mod tests {
         let mut h = MemHost::new();
         let harvest: Vec<Request> =
             (0..12).map(|i| req(&mut h, "h", i, if i % 2 == 0 { 8192 } else { 7000 }, 8192, 1)).collect();
-        let out = d.score(&harvest, &mut h);
+        let out = d.score(&Batch::of(&harvest), &mut h);
         assert_eq!(out[6].score, 0.0, "not before min_requests");
         let last = out.last().unwrap();
         assert!(last.score >= 0.9, "{last:?}");
@@ -153,7 +153,7 @@ mod tests {
         let chat: Vec<Request> = (0..30)
             .map(|i| req(&mut h, "u", i, if i % 10 == 0 { 4096 } else { 300 }, 4096, 1 + (i % 3) as u32))
             .collect();
-        let out = d.score(&chat, &mut h);
+        let out = d.score(&Batch::of(&chat), &mut h);
         assert!(out.iter().all(|s| s.score < 0.2), "{:?}", out.iter().map(|s| s.score).collect::<Vec<_>>());
     }
 
@@ -161,7 +161,7 @@ mod tests {
     fn without_grants_nothing_is_counted() {
         let mut d = vigil_sdk::testing::detector::<OutputHarvest>();
         let mut h = MemHost::new();
-        let out = d.score(&[request(1)], &mut h);
+        let out = d.score(&Batch::of(&[request(1)]), &mut h);
         assert_eq!(out[0].score, 0.0);
         assert_eq!(h.entries(), 0);
     }

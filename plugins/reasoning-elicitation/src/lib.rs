@@ -10,8 +10,8 @@
 //! (case, punctuation and spacing folded) and tolerates a few inserted words.
 
 use serde::Deserialize;
-use vigil_sdk::text::{PhraseSet, Words};
-use vigil_sdk::{Detector, Host, Request, Signal};
+use vigil_sdk::text::{PhraseSet, TextFeatures, Words};
+use vigil_sdk::{Batch, Detector, Host, Signal};
 
 /// (category, weight, pattern). Patterns are words separated by spaces,
 /// alternatives by `|` (see `vigil_sdk::text::PhraseSet`).
@@ -94,12 +94,42 @@ impl Default for Config {
 
 pub struct ReasoningElicitation {
     phrases: PhraseSet<(String, f32)>,
+    /// Words of a matched prompt, to quote them.
     words: Words,
+    /// The word hashes of the request being scored.
+    hashes: Vec<u64>,
 }
 
 impl ReasoningElicitation {
     /// Scores one prompt (and system prompt).
     pub fn score_text(&mut self, prompt: &str, system: Option<&str>) -> Signal {
+        let (p, s) = (TextFeatures::compute([Some(prompt)]), TextFeatures::compute([system]));
+        self.score_words(p.words(0), system.map(|_| s.words(0)), prompt, system)
+    }
+
+    /// Scores one prompt from its word hashes (the host's features); the
+    /// text is parsed again only to quote a match.
+    fn score_words(
+        &mut self,
+        prompt_words: &[u64],
+        system_words: Option<&[u64]>,
+        prompt: &str,
+        system: Option<&str>,
+    ) -> Signal {
+        // The sequence `Words` gives for the prompt, then the system prompt:
+        // each text's words and a 0 that no phrase crosses.
+        self.hashes.clear();
+        self.hashes.extend_from_slice(prompt_words);
+        self.hashes.push(0);
+        if let Some(s) = system_words {
+            self.hashes.extend_from_slice(s);
+            self.hashes.push(0);
+        }
+        let mut hits = Vec::new();
+        self.phrases.find_hashes(&self.hashes, |m| hits.push(m));
+        if hits.is_empty() {
+            return Signal::none();
+        }
         self.words.parse(prompt);
         if let Some(s) = system {
             self.words.push(s);
@@ -107,9 +137,7 @@ impl ReasoningElicitation {
         let mut keep = 1.0f32;
         let mut labels: Vec<&str> = Vec::new();
         let mut matched: Vec<String> = Vec::new();
-        let (phrases, words) = (&mut self.phrases, &self.words);
-        let mut hits = Vec::new();
-        phrases.find(words, |m| hits.push(m));
+        let (phrases, words) = (&self.phrases, &self.words);
         for m in hits {
             let (cat, w) = phrases.value(m.pattern);
             keep *= 1.0 - w;
@@ -118,9 +146,6 @@ impl ReasoningElicitation {
             }
             let text: Vec<&str> = (m.first_word..=m.last_word).map(|i| words.word(i)).collect();
             matched.push(format!("\"{}\" ({cat})", text.join(" ")));
-        }
-        if matched.is_empty() {
-            return Signal::none();
         }
         Signal::new(1.0 - keep, &labels, format!("matched {}", matched.join(", ")))
     }
@@ -143,14 +168,19 @@ impl Detector for ReasoningElicitation {
             }
             phrases.add(&e.pattern, (e.category.clone(), e.weight)).map_err(|m| format!("config: {m}"))?;
         }
-        Ok(Self { phrases, words: Words::new() })
+        Ok(Self { phrases, words: Words::new(), hashes: Vec::new() })
     }
 
-    fn score(&mut self, batch: &[Request], _host: &mut dyn Host) -> Vec<Signal> {
+    fn score(&mut self, batch: &Batch, _host: &mut dyn Host) -> Vec<Signal> {
+        let (prompts, systems) = (batch.prompt_text(), batch.system_text());
         batch
             .iter()
-            .map(|r| match r.prompt.as_deref() {
-                Some(p) => self.score_text(p, r.system_prompt.as_deref()),
+            .enumerate()
+            .map(|(i, r)| match r.prompt.as_deref() {
+                Some(p) => {
+                    let system = r.system_prompt.as_deref();
+                    self.score_words(prompts.words(i), system.map(|_| systems.words(i)), p, system)
+                }
                 None => Signal::none(),
             })
             .collect()

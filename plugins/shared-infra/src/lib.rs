@@ -28,7 +28,7 @@ use serde::Deserialize;
 use vigil_sdk::batch_state::DAY_MS;
 use vigil_sdk::hash::{key, tag};
 use vigil_sdk::sets::{SetViewExt, Shape, crowd_suspicion};
-use vigil_sdk::{Detector, Host, Request, RequestExt, SetView, Signal};
+use vigil_sdk::{Batch, Detector, Host, Request, RequestExt, SetView, Signal};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -115,7 +115,7 @@ impl Detector for SharedInfra {
         Ok(Self { cfg })
     }
 
-    fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
+    fn score(&mut self, batch: &Batch, host: &mut dyn Host) -> Vec<Signal> {
         let c = &self.cfg;
         // First call: each account's prefixes and networks this week, so
         // that the second can tag it as hopping or not.
@@ -262,14 +262,14 @@ mod tests {
         let mut d: SharedInfra = vigil_sdk::testing::detector();
         let mut h = MemHost::new();
         let batch: Vec<Request> = (0..25).map(|i| req(&mut h, &format!("a{i}"), "card-x", 1, None)).collect();
-        let out = d.score(&batch, &mut h);
+        let out = d.score(&Batch::of(&batch), &mut h);
         assert_eq!(out[1].score, 0.0, "two accounts are not a cluster");
         assert!(out[2].score > 0.0 && out[2].score < 0.2, "three are a weak card group: {:?}", out[2]);
         let last = out.last().unwrap();
         assert!(last.score >= 0.8, "{last:?}");
         assert!(last.labels.iter().any(|l| l.starts_with("card:")), "names the cluster");
         // State carries to the next batch: a 26th account scores at once.
-        let out = d.score(&[req(&mut h, "a25", "card-x", 1, None)], &mut h);
+        let out = d.score(&Batch::of(&[req(&mut h, "a25", "card-x", 1, None)]), &mut h);
         assert!(out[0].score >= 0.8);
     }
 
@@ -280,7 +280,7 @@ mod tests {
         // 40 staff on a corporate card, a couple of them new hires.
         let staff: Vec<Request> =
             (0..40).map(|i| req(&mut h, &format!("s{i}"), "corp", if i < 2 { 3 } else { 500 }, Some("acme"))).collect();
-        assert!(d.score(&staff, &mut h).iter().all(|s| s.score < 0.1));
+        assert!(d.score(&Batch::of(&staff), &mut h).iter().all(|s| s.score < 0.1));
         // 1,000 accounts, half new, behind one prefix: over the cap.
         let mut cloud = Vec::new();
         for i in 0..1000 {
@@ -288,7 +288,7 @@ mod tests {
             r.ip_prefix = h.handle(Field::IpPrefix, "3.0.1.0/24");
             cloud.push(r);
         }
-        let out = d.score(&cloud, &mut h);
+        let out = d.score(&Batch::of(&cloud), &mut h);
         assert!(out[999].score == 0.0, "{:?}", out[999]);
     }
 
@@ -325,7 +325,7 @@ mod tests {
             let p = (a * 7 + k * 13) % 40;
             (format!("70.{p}.40.0/24"), 64_000 + (p % 8) as u32)
         });
-        let out = d.score(&reqs, &mut h);
+        let out = d.score(&Batch::of(&reqs), &mut h);
         let late = &out[out.len() - 30..];
         assert!(late.iter().all(|s| s.labels.iter().any(|l| l.starts_with("pool:"))), "{:?}", late[0]);
         assert!(late.iter().all(|s| s.score > 0.05 && s.score < 0.5), "evidence, not a verdict: {:?}", late[0]);
@@ -337,7 +337,7 @@ mod tests {
         let mut h = MemHost::new();
         // 30 phones, a new prefix of the carrier every request, one network.
         let reqs = hoppers(&mut h, "m", 30, 10, |a, k| (format!("100.{}.7.0/24", (a + k * 3) % 40), 21_928));
-        let out = d.score(&reqs, &mut h);
+        let out = d.score(&Batch::of(&reqs), &mut h);
         assert!(out.iter().all(|s| s.score == 0.0), "{:?}", out.iter().find(|s| s.score > 0.0));
     }
 }

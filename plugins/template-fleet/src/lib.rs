@@ -39,8 +39,8 @@ use vigil_sdk::batch_state::{BatchState, DAY_MS};
 use vigil_sdk::hash::{key, mix, tag};
 use vigil_sdk::sets::{SetViewExt, Shape, crowd_suspicion};
 use vigil_sdk::sketch::{Recent, minhash};
-use vigil_sdk::text::Words;
-use vigil_sdk::{CounterOp, Detector, Host, Request, RequestExt, SetView, Signal};
+use vigil_sdk::text::TextFeatures;
+use vigil_sdk::{Batch, CounterOp, Detector, Host, Request, RequestExt, SetView, Signal};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -110,7 +110,6 @@ type Memory = Recent<128>;
 
 pub struct TemplateFleet {
     cfg: Config,
-    words: Words,
     /// The parsed prompt's word hashes, digits masked.
     masked: Vec<u64>,
     memory: BatchState<Memory>,
@@ -139,14 +138,21 @@ struct Found {
 }
 
 impl TemplateFleet {
-    /// Parses `prompt` into `self.masked`; false for one under six words.
-    fn parse(&mut self, prompt: &str) -> bool {
-        self.words.parse(prompt);
+    /// Fills `self.masked` with request i's prompt words, words with a
+    /// digit masked; false for a prompt under five words.
+    fn mask(&mut self, text: &TextFeatures, i: usize) -> bool {
         let masked = tag("#");
-        let words = &self.words;
         self.masked.clear();
-        self.masked.extend((0..words.len()).map(|i| if words.has_digit(i) { masked } else { words.hashes()[i] }));
+        self.masked
+            .extend(text.words(i).iter().enumerate().map(|(w, &h)| if text.has_digit(i, w) { masked } else { h }));
+        // A closing 0, as `Words` ends a text: it is part of the last
+        // 4-gram, so the keys stay those of earlier versions.
+        self.masked.push(0);
         self.masked.len() >= 6
+    }
+
+    fn parse(&mut self, prompt: &str) -> bool {
+        self.mask(&TextFeatures::compute([Some(prompt)]), 0)
     }
 
     /// The band keys of a prompt (none for one too short to tell).
@@ -182,10 +188,10 @@ impl TemplateFleet {
         keys
     }
 
-    fn keys(&mut self, r: &Request) -> Keys {
+    /// Request i's keys; `text` has the batch's prompt features.
+    fn keys(&mut self, r: &Request, text: &TextFeatures, i: usize) -> Keys {
         let none = Keys { bands: None, grams: Vec::new() };
-        let Some(prompt) = r.prompt.as_deref().filter(|_| r.account != 0) else { return none };
-        if !self.parse(prompt) {
+        if r.prompt.is_none() || r.account == 0 || !self.mask(text, i) {
             return none;
         }
         // Scripts only open conversations; the follow-ups everyone types
@@ -204,16 +210,12 @@ impl Detector for TemplateFleet {
         if cfg.script_repeaters < 2 || !(0.0..=1.0).contains(&cfg.common_share) {
             return Err("config: script_repeaters must be at least 2 and common_share in [0, 1]".into());
         }
-        Ok(Self {
-            cfg,
-            words: Words::new(),
-            masked: Vec::new(),
-            memory: BatchState::new(Memory::decode, Memory::encode),
-        })
+        Ok(Self { cfg, masked: Vec::new(), memory: BatchState::new(Memory::decode, Memory::encode) })
     }
 
-    fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
-        let keys: Vec<Keys> = batch.iter().map(|r| self.keys(r)).collect();
+    fn score(&mut self, batch: &Batch, host: &mut dyn Host) -> Vec<Signal> {
+        let text = batch.prompt_text();
+        let keys: Vec<Keys> = batch.iter().enumerate().map(|(i, r)| self.keys(r, text, i)).collect();
         let (Some(earliest), Some(latest)) = (batch.iter().map(|r| r.ts_ms).min(), batch.iter().map(|r| r.ts_ms).max())
         else {
             return Vec::new();
@@ -409,7 +411,7 @@ mod tests {
                 req(&mut h, &format!("a{}", i % 40), p, 1)
             })
             .collect();
-        let out = d.score(&batch, &mut h);
+        let out = d.score(&Batch::of(&batch), &mut h);
         let last = out.last().unwrap();
         assert!(last.score >= 0.7, "{last:?}");
         assert!(last.labels.iter().any(|l| l.starts_with("template:")));
@@ -425,13 +427,13 @@ mod tests {
             )
         };
         let fleet: Vec<Request> = (0..90).map(|i| req(&mut h, &format!("f{}", i % 30), script(i), 1)).collect();
-        d.score(&fleet, &mut h);
+        d.score(&Batch::of(&fleet), &mut h);
         // A new user asks one fleet-like question among ordinary ones.
         let mut mine = vec![req(&mut h, "me", script(7), 1)];
         for q in ["What is the capital of Peru?", "Suggest a name for my cat please", "How tall is Everest in feet?"] {
             mine.push(req(&mut h, "me", q.to_string(), 1));
         }
-        assert!(d.score(&mine, &mut h).iter().all(|s| s.score == 0.0));
+        assert!(d.score(&Batch::of(&mine), &mut h).iter().all(|s| s.score == 0.0));
     }
 
     #[test]
@@ -445,7 +447,7 @@ mod tests {
                 req(&mut h, &format!("u{i}"), format!("Write a short poem about {} for my friend.", topics[i % 8]), age)
             })
             .collect();
-        let out = d.score(&batch, &mut h);
+        let out = d.score(&Batch::of(&batch), &mut h);
         assert!(out.iter().all(|s| s.score < 0.2), "{:?}", out.iter().map(|s| s.score).fold(0.0f32, f32::max));
     }
 

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 use vigil_sdk::hash::{key, tag};
-use vigil_sdk::{CounterOp, Detector, Host, Request, Signal};
+use vigil_sdk::{Batch, CounterOp, Detector, Host, Request, Signal};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -135,7 +135,7 @@ impl Detector for Velocity {
         Ok(Self { cfg, ops: Vec::new(), slots: Vec::new() })
     }
 
-    fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
+    fn score(&mut self, batch: &Batch, host: &mut dyn Host) -> Vec<Signal> {
         // All counter steps of the batch go to the host in one call.
         self.ops.clear();
         self.slots.clear();
@@ -224,12 +224,12 @@ mod tests {
         let mut v = vigil_sdk::testing::detector::<Velocity>();
         let mut h = MemHost::new();
         let quiet: Vec<Request> = (0..50).map(|i| req(&mut h, "a", T0 + i * 60_000)).collect();
-        let out = v.score(&quiet, &mut h);
+        let out = v.score(&Batch::of(&quiet), &mut h);
         assert!(out.iter().all(|s| s.score == 0.0));
 
         // 2,400 requests in under an hour: ten times the budget.
         let burst: Vec<Request> = (0..2400).map(|i| req(&mut h, "b", T0 + i * 1000)).collect();
-        let out = v.score(&burst, &mut h);
+        let out = v.score(&Batch::of(&burst), &mut h);
         let last = out.last().unwrap();
         assert!(last.score > 0.85, "{last:?}");
         assert!(last.labels.contains(&"account-rate".to_string()));
@@ -244,10 +244,10 @@ mod tests {
             (from..from + 300).map(|i| req(h, "c", T0 + i * 1000)).collect()
         };
         let b1 = batch(&mut h, 0);
-        vigil_sdk::testing::detector::<Velocity>().score(&b1, &mut h);
+        vigil_sdk::testing::detector::<Velocity>().score(&Batch::of(&b1), &mut h);
         // A fresh instance (a new version) sees the same host state.
         let b2 = batch(&mut h, 300);
-        let out = vigil_sdk::testing::detector::<Velocity>().score(&b2, &mut h);
+        let out = vigil_sdk::testing::detector::<Velocity>().score(&Batch::of(&b2), &mut h);
         let s = out.last().unwrap();
         assert!(s.reason.starts_with("600 requests"), "{}", s.reason);
         assert!((s.score - 0.6).abs() < 0.01, "{}", s.score);
@@ -268,7 +268,7 @@ mod tests {
                 batch.push(r);
             }
         }
-        let out = v.score(&batch, &mut h);
+        let out = v.score(&Batch::of(&batch), &mut h);
         let s = out.last().unwrap();
         assert_eq!(s.labels, ["payment-rate"]);
         // excess 1/3 at 6,000 vs 4,000, halved for an old account.
@@ -280,7 +280,7 @@ mod tests {
         let mut v = vigil_sdk::testing::detector::<Velocity>();
         let mut h = MemHost::new();
         let batch: Vec<Request> = (0..5000).map(|i| request(T0 + i)).collect();
-        assert!(v.score(&batch, &mut h).iter().all(|s| s.score == 0.0));
+        assert!(v.score(&Batch::of(&batch), &mut h).iter().all(|s| s.score == 0.0));
         assert_eq!(h.entries(), 0);
     }
 

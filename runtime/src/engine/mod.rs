@@ -1,8 +1,9 @@
 //! wasmtime: one `Engine` per process and the linker with the host
-//! interface and an empty WASI ([`Runtime`]); what a plugin instance's store
-//! holds ([`store`]); a plugin's grants applied to a batch ([`grants`]); a
-//! worker thread per loaded plugin version ([`worker`]); compiled plugins
-//! cached on disk ([`compile_cache`]); plugin stdout/stderr ([`output`]).
+//! interface of every contract version and an empty WASI ([`Runtime`]); the
+//! versions side by side ([`world`]); what a plugin instance's store holds
+//! ([`store`]); a plugin's grants applied to a batch ([`grants`]); a worker
+//! thread per loaded plugin version ([`worker`]); compiled plugins cached
+//! on disk ([`compile_cache`]); plugin stdout/stderr ([`output`]).
 
 // Generated from wit/detector.wit by `bindgen!`: documented there, not here.
 #[allow(missing_docs)]
@@ -12,6 +13,7 @@ pub mod grants;
 pub mod output;
 pub mod store;
 pub mod worker;
+pub mod world;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +25,7 @@ use crate::config::EngineConfig;
 use crate::engine::compile_cache::CompileCache;
 use crate::engine::store::StoreData;
 
-pub use bindings::vigil::detector::types::{CounterOp, Field, Level, StateEntry};
-pub use bindings::{Detector, DetectorPre, Info, Request, Signal};
+pub use world::{Contract, Info, Linked, Signal};
 
 /// How often the epoch advances; time limits are multiples of it.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -66,7 +67,11 @@ impl Runtime {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        Detector::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |s| s)
+        // Every version's host interface: a component links against the
+        // one it imports, so 0.1 and 0.2 plugins run side by side.
+        bindings::v0_1::Detector::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        bindings::v0_2::Detector::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let cache = match config.cache_dir() {
             Some(dir) => match CompileCache::open(&dir, &engine) {
@@ -83,8 +88,8 @@ impl Runtime {
     }
 
     /// Compiles (or loads from the cache) and links a component, checking
-    /// it is of the detector world.
-    pub fn prepare(&self, wasm: &[u8]) -> Result<DetectorPre<StoreData>, String> {
+    /// it is of a detector world this host serves.
+    pub fn prepare(&self, wasm: &[u8]) -> Result<Linked, String> {
         let compiled = match &self.cache {
             Some(c) => c.load_or_compile(&self.engine, wasm).map(|(c, _)| c),
             None => Component::from_binary(&self.engine, wasm),
@@ -94,13 +99,16 @@ impl Runtime {
         self.link(&component)
     }
 
-    /// Links a compiled component, checking it is of the detector world.
-    pub(crate) fn link(&self, component: &Component) -> Result<DetectorPre<StoreData>, String> {
-        let pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| format!("imports something vigil does not provide (wrong world?): {e:#}"))?;
-        DetectorPre::new(pre).map_err(|e| format!("does not export the vigil:detector world: {e:#}"))
+    /// Links a compiled component, checking it is of a detector world.
+    pub(crate) fn link(&self, component: &Component) -> Result<Linked, String> {
+        let pre = self.linker.instantiate_pre(component).map_err(|e| {
+            let served = format!("0.1.x and {}", Contract::CURRENT);
+            match Contract::of(component) {
+                Some(c) => format!("imports something vigil does not provide ({c}; this host serves {served}): {e:#}"),
+                None => format!("imports something vigil does not provide (wrong world?): {e:#}"),
+            }
+        })?;
+        Linked::new(component, pre)
     }
 }
 

@@ -10,8 +10,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::batch::Batch;
 use crate::batch::handles::IdField;
-use crate::engine::bindings;
-use crate::engine::bindings::vigil::detector::types::{CounterOp, Field, Level, SetOp, SetView, StateEntry};
+// The 0.2 types serve as the host's own for window sets.
+use crate::engine::bindings::v0_2::vigil::detector::types::{SetOp, SetView};
 use crate::engine::grants::Resolver;
 use crate::engine::output::{LogBudget, PluginOutput};
 use crate::plugin::manifest::Grants;
@@ -129,78 +129,61 @@ impl WasiView for StoreData {
     }
 }
 
-impl bindings::vigil::detector::types::Host for StoreData {}
-
-fn id_field(f: Field) -> IdField {
-    match f {
-        Field::Account => IdField::Account,
-        Field::Org => IdField::Org,
-        Field::ApiKey => IdField::ApiKey,
-        Field::Ip => IdField::Ip,
-        Field::IpPrefix => IdField::IpPrefix,
-        Field::UserAgent => IdField::UserAgent,
-        Field::Model => IdField::Model,
-        Field::PaymentFingerprint => IdField::PaymentFingerprint,
-        Field::Conversation => IdField::Conversation,
-    }
-}
-
-impl bindings::vigil::detector::host::Host for StoreData {
-    fn log(&mut self, level: Level, message: String) {
+// The host interface, once, in the host's own terms; each contract
+// version's imports (below) only convert their types to these.
+impl StoreData {
+    fn log(&mut self, level: tracing::Level, message: &str) {
         if !lock(&self.log).take_line(message.len()) {
             return;
         }
         let plugin = &*self.plugin;
         match level {
-            Level::Trace => tracing::trace!(plugin, "{message}"),
-            Level::Debug => tracing::debug!(plugin, "{message}"),
-            Level::Info => tracing::info!(plugin, "{message}"),
-            Level::Warn => tracing::warn!(plugin, "{message}"),
-            Level::Error => tracing::error!(plugin, "{message}"),
+            tracing::Level::TRACE => tracing::trace!(plugin, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(plugin, "{message}"),
+            tracing::Level::INFO => tracing::info!(plugin, "{message}"),
+            tracing::Level::WARN => tracing::warn!(plugin, "{message}"),
+            tracing::Level::ERROR => tracing::error!(plugin, "{message}"),
         }
     }
 
-    fn resolve(&mut self, field: Field, handle: u64) -> Option<String> {
+    fn resolve(&mut self, field: IdField, handle: u64) -> Option<String> {
         let batch = self.batch.as_ref()?;
-        self.resolver.resolve(batch, &self.grants, id_field(field), handle)
+        self.resolver.resolve(batch, &self.grants, field, handle)
     }
 
-    fn state_get(&mut self, key: u64, now_ms: i64) -> Option<Vec<u8>> {
-        self.state().get(key, now_ms)
-    }
-
-    fn state_set(&mut self, key: u64, value: Vec<u8>, expires_at_ms: Option<i64>) {
-        let len = value.len();
-        if !self.state().set(key, value, expires_at_ms) {
-            let plugin = &*self.plugin;
-            tracing::debug!(plugin, "state value of {len} bytes refused: over the per-value limit");
-        }
-    }
-
-    fn state_remove(&mut self, key: u64) {
-        self.state().remove(key)
-    }
-
-    fn state_get_many(&mut self, keys: Vec<u64>, now_ms: i64) -> Vec<Option<Vec<u8>>> {
+    fn state_get(&mut self, keys: &[u64], now_ms: i64) -> Vec<Option<Vec<u8>>> {
         let mut ns = self.state();
         keys.iter().map(|&k| ns.get(k, now_ms)).collect()
     }
 
-    fn state_set_many(&mut self, entries: Vec<StateEntry>) {
+    fn state_set(&mut self, entries: impl Iterator<Item = (u64, Vec<u8>, Option<i64>)>) {
         let mut ns = self.state();
         let mut refused = 0usize;
-        for e in entries {
-            if !ns.set(e.key, e.value, e.expires_at_ms) {
+        for (key, value, expires_at_ms) in entries {
+            if !ns.set(key, value, expires_at_ms) {
                 refused += 1;
             }
         }
+        drop(ns);
         if refused > 0 {
             let plugin = &*self.plugin;
             tracing::debug!(plugin, refused, "state values refused: over the per-value limit");
         }
     }
 
-    fn sets_update(&mut self, ops: Vec<SetOp>) -> Vec<SetView> {
+    fn state_remove(&mut self, keys: &[u64]) {
+        let mut ns = self.state();
+        for &k in keys {
+            ns.remove(k)
+        }
+    }
+
+    fn counter_add(&mut self, ops: impl Iterator<Item = (u64, i64, u32, u32)>) -> Vec<u64> {
+        let mut ns = self.state();
+        ops.map(|(key, now_ms, window_ms, delta)| ns.counter_add(key, now_ms, window_ms, delta)).collect()
+    }
+
+    fn sets_update(&mut self, ops: &[SetOp]) -> Vec<SetView> {
         if let Some(scope) = &self.scope {
             let adds = ops.iter().filter(|op| op.member != 0).map(|op| SetAdd {
                 key: op.key,
@@ -213,7 +196,7 @@ impl bindings::vigil::detector::host::Host for StoreData {
             scope.record(&self.plugin, adds);
         }
         let mut ns = lock(&self.state);
-        ops.into_iter()
+        ops.iter()
             .map(|op| {
                 let v = ns.set_update(
                     op.key,
@@ -233,9 +216,134 @@ impl bindings::vigil::detector::host::Host for StoreData {
             })
             .collect()
     }
+}
 
-    fn counter_add(&mut self, ops: Vec<CounterOp>) -> Vec<u64> {
-        let mut ns = self.state();
-        ops.iter().map(|op| ns.counter_add(op.key, op.now_ms, op.window_ms, op.delta)).collect()
+/// `field` and `level` for one contract version's copies of the enums.
+macro_rules! conversions {
+    ($types:ident) => {
+        fn field(f: $types::Field) -> IdField {
+            use $types::Field;
+            match f {
+                Field::Account => IdField::Account,
+                Field::Org => IdField::Org,
+                Field::ApiKey => IdField::ApiKey,
+                Field::Ip => IdField::Ip,
+                Field::IpPrefix => IdField::IpPrefix,
+                Field::UserAgent => IdField::UserAgent,
+                Field::Model => IdField::Model,
+                Field::PaymentFingerprint => IdField::PaymentFingerprint,
+                Field::Conversation => IdField::Conversation,
+            }
+        }
+
+        fn level(l: $types::Level) -> tracing::Level {
+            use $types::Level;
+            match l {
+                Level::Trace => tracing::Level::TRACE,
+                Level::Debug => tracing::Level::DEBUG,
+                Level::Info => tracing::Level::INFO,
+                Level::Warn => tracing::Level::WARN,
+                Level::Error => tracing::Level::ERROR,
+            }
+        }
+    };
+}
+
+/// `vigil:detector@0.1.x`: one key per state call, plus the batched calls
+/// added in 0.1.1.
+mod v0_1 {
+    use super::*;
+    use crate::engine::bindings::v0_1::vigil::detector::{host, types};
+    use types::{CounterOp, Field, Level, StateEntry};
+
+    impl types::Host for StoreData {}
+
+    conversions!(types);
+
+    fn op(o: &types::SetOp) -> SetOp {
+        SetOp {
+            key: o.key,
+            member: o.member,
+            tags: o.tags,
+            now_ms: o.now_ms,
+            bucket_ms: o.bucket_ms,
+            buckets: o.buckets,
+            since_ms: o.since_ms,
+            members: o.members,
+        }
+    }
+
+    impl host::Host for StoreData {
+        fn log(&mut self, l: Level, message: String) {
+            StoreData::log(self, level(l), &message)
+        }
+        fn resolve(&mut self, f: Field, handle: u64) -> Option<String> {
+            StoreData::resolve(self, field(f), handle)
+        }
+        fn state_get(&mut self, key: u64, now_ms: i64) -> Option<Vec<u8>> {
+            StoreData::state_get(self, &[key], now_ms).pop().flatten()
+        }
+        fn state_set(&mut self, key: u64, value: Vec<u8>, expires_at_ms: Option<i64>) {
+            StoreData::state_set(self, std::iter::once((key, value, expires_at_ms)))
+        }
+        fn state_remove(&mut self, key: u64) {
+            StoreData::state_remove(self, &[key])
+        }
+        fn state_get_many(&mut self, keys: Vec<u64>, now_ms: i64) -> Vec<Option<Vec<u8>>> {
+            StoreData::state_get(self, &keys, now_ms)
+        }
+        fn state_set_many(&mut self, entries: Vec<StateEntry>) {
+            StoreData::state_set(self, entries.into_iter().map(|e| (e.key, e.value, e.expires_at_ms)))
+        }
+        fn counter_add(&mut self, ops: Vec<CounterOp>) -> Vec<u64> {
+            StoreData::counter_add(self, ops.iter().map(|o| (o.key, o.now_ms, o.window_ms, o.delta)))
+        }
+        fn sets_update(&mut self, ops: Vec<types::SetOp>) -> Vec<types::SetView> {
+            let ops: Vec<SetOp> = ops.iter().map(op).collect();
+            StoreData::sets_update(self, &ops)
+                .into_iter()
+                .map(|v| types::SetView {
+                    count: v.count,
+                    tagged: v.tagged,
+                    active_buckets: v.active_buckets,
+                    members: v.members,
+                })
+                .collect()
+        }
+    }
+}
+
+/// `vigil:detector@0.2.x`: every state call takes many keys.
+mod v0_2 {
+    use super::*;
+    use crate::engine::bindings::v0_2::vigil::detector::{host, types};
+    use types::{CounterOp, Field, Level, StateEntry};
+
+    impl types::Host for StoreData {}
+
+    conversions!(types);
+
+    impl host::Host for StoreData {
+        fn log(&mut self, l: Level, message: String) {
+            StoreData::log(self, level(l), &message)
+        }
+        fn resolve(&mut self, f: Field, handle: u64) -> Option<String> {
+            StoreData::resolve(self, field(f), handle)
+        }
+        fn state_get(&mut self, keys: Vec<u64>, now_ms: i64) -> Vec<Option<Vec<u8>>> {
+            StoreData::state_get(self, &keys, now_ms)
+        }
+        fn state_set(&mut self, entries: Vec<StateEntry>) {
+            StoreData::state_set(self, entries.into_iter().map(|e| (e.key, e.value, e.expires_at_ms)))
+        }
+        fn state_remove(&mut self, keys: Vec<u64>) {
+            StoreData::state_remove(self, &keys)
+        }
+        fn counter_add(&mut self, ops: Vec<CounterOp>) -> Vec<u64> {
+            StoreData::counter_add(self, ops.iter().map(|o| (o.key, o.now_ms, o.window_ms, o.delta)))
+        }
+        fn sets_update(&mut self, ops: Vec<SetOp>) -> Vec<SetView> {
+            StoreData::sets_update(self, &ops)
+        }
     }
 }

@@ -11,13 +11,11 @@ use sha2::{Digest, Sha256};
 use wasmtime::{Store, Trap};
 
 use crate::batch::Batch;
-use crate::batch::handles::Handles;
 use crate::config::{Config, Limits};
-use crate::engine::grants::granted_request;
 use crate::engine::store::StoreData;
-use crate::engine::{Detector, DetectorPre, EPOCH_TICK, Info, Request, Runtime, Signal, block_on, first_line};
+use crate::engine::world::{Bound, Refusal};
+use crate::engine::{Contract, EPOCH_TICK, Info, Linked, Runtime, Signal, block_on, first_line};
 use crate::error::{ErrorKind, PluginError};
-use crate::input::record::Record;
 use crate::plugin::manifest::{Grants, PluginManifest};
 use crate::state::Namespace;
 use crate::util::{lock, sha256_hex};
@@ -38,14 +36,16 @@ pub struct PluginVersion {
     pub manifest: PluginManifest,
     /// What the plugin's `info()` said about itself.
     pub info: Info,
+    /// The `vigil:detector` version it was built against.
+    pub contract: Contract,
     grants: Arc<Grants>,
-    pre: DetectorPre<StoreData>,
+    pre: Linked,
     runtime: Runtime,
 }
 
 struct Instance {
     store: Store<StoreData>,
-    detector: Detector,
+    detector: Bound,
 }
 
 /// A plugin's verdict on a batch, and how long it took.
@@ -78,7 +78,7 @@ impl PluginVersion {
     pub fn load_prepared(
         runtime: &Runtime,
         name: &str,
-        pre: DetectorPre<StoreData>,
+        pre: Linked,
         wasm_sha256: String,
         manifest_text: &str,
         config: &Config,
@@ -100,12 +100,13 @@ impl PluginVersion {
             manifest_sha256,
             grants: Arc::new(manifest.grants.clone()),
             manifest,
-            info: Info { version: String::new(), description: String::new() },
+            info: Info::default(),
+            contract: pre.contract.clone(),
             pre,
             runtime: runtime.clone(),
         };
         let mut inst = v.instantiate(state.clone())?;
-        v.info = block_on(inst.detector.call_info(&mut inst.store)).map_err(|e| {
+        v.info = block_on(inst.detector.info(&mut inst.store)).map_err(|e| {
             PluginError::new(name, ErrorKind::Init, format!("info(): {}", first_line(&format!("{e:#}"))))
         })?;
         Ok((Arc::new(v), InstanceSeed(inst)))
@@ -137,7 +138,7 @@ impl PluginVersion {
         store.set_epoch_deadline(self.deadline_ticks());
         store.epoch_deadline_trap();
         let limit = Duration::from_millis(self.manifest.limits.time_per_batch_ms);
-        let detector = block_on(self.pre.instantiate_async(&mut store)).map_err(|e| {
+        let detector = block_on(self.pre.instantiate(&mut store)).map_err(|e| {
             let msg = format!("instantiate: {}", first_line(&format!("{e:#}")));
             if store.data().limiter.hit {
                 PluginError::new(name, ErrorKind::Memory, msg)
@@ -148,7 +149,7 @@ impl PluginVersion {
             }
         })?;
         let init = block_on(async {
-            tokio::time::timeout(limit, detector.call_init(&mut store, &self.manifest.config_json)).await
+            tokio::time::timeout(limit, detector.init(&mut store, &self.manifest.config_json)).await
         });
         let Ok(init) = init else {
             return Err(PluginError::new(
@@ -167,31 +168,27 @@ impl PluginVersion {
         }
     }
 
-    /// The record as this plugin may see it: ungranted fields empty.
-    pub fn request(&self, r: &Record, h: &Handles) -> Request {
-        granted_request(&self.grants, r, h)
-    }
-
     /// Scores a batch on `inst`. `Err` with a kind that poisons the instance
     /// (trap, timeout, memory) tells the caller to replace it.
     fn score(&self, inst: &mut Instance, batch: &Arc<Batch>) -> Result<Vec<Signal>, PluginError> {
         let name = &*self.name;
-        let reqs: Vec<Request> = batch.records.iter().zip(&batch.handles).map(|(r, h)| self.request(r, h)).collect();
         let limits = &self.manifest.limits;
         inst.store.data_mut().begin_batch(Some(batch.clone()), limits.log_lines_per_batch, limits.log_bytes_per_batch);
         inst.store.set_epoch_deadline(self.deadline_ticks());
         // Epoch interruption stops guest code at the deadline; the timeout
         // stops a guest blocked in a host call (a WASI sleep).
         let limit = Duration::from_millis(limits.time_per_batch_ms) + EPOCH_TICK;
-        let res =
-            block_on(async { tokio::time::timeout(limit, inst.detector.call_score(&mut inst.store, &reqs)).await });
+        let res = block_on(async {
+            tokio::time::timeout(limit, inst.detector.score(&mut inst.store, &self.grants, batch)).await
+        });
         inst.store.data_mut().begin_batch(None, 0, 0);
         let Ok(res) = res else {
             return Err(PluginError::new(name, ErrorKind::Timeout, format!("still running after {limit:?}")));
         };
         match res {
-            Ok(Ok(signals)) => validate(name, signals, reqs.len(), limits),
-            Ok(Err(msg)) => Err(PluginError::new(name, ErrorKind::PluginError, truncate(&msg, 512))),
+            Ok(Ok(signals)) => validate(name, signals, batch.len(), limits),
+            Ok(Err(Refusal::Plugin(msg))) => Err(PluginError::new(name, ErrorKind::PluginError, truncate(&msg, 512))),
+            Ok(Err(Refusal::Invalid(msg))) => Err(PluginError::new(name, ErrorKind::InvalidOutput, msg)),
             Err(e) => {
                 let kind = classify(&e, &inst.store);
                 Err(PluginError::new(name, kind, truncate(&format!("{e:#}"), 512)))

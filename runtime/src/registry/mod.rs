@@ -79,6 +79,8 @@ pub struct PluginStatus {
     pub manifest_sha256: Option<String>,
     /// The active build's digest, as its signals carry it.
     pub digest: Option<String>,
+    /// The `vigil:detector` version the active build targets (`0.2.0`).
+    pub contract: Option<String>,
     /// The mode in force: the manifest's, or one set through the API.
     pub mode: Option<Mode>,
     /// Serving, failed or quarantined.
@@ -323,6 +325,7 @@ impl Registry {
                     sha256: p.map(|p| p.wasm_sha256.clone()),
                     manifest_sha256: p.map(|p| p.manifest_sha256.clone()),
                     digest: p.map(|p| p.digest.to_string()),
+                    contract: p.map(|p| p.contract.0.clone()),
                     mode: p.map(|p| s.mode_override.unwrap_or(p.manifest.raw.mode)),
                     state: match &s.active {
                         None => PluginState::Failed,

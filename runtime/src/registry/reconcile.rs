@@ -16,9 +16,8 @@ use serde::Serialize;
 use crate::batch::Batch;
 use crate::batch::handles::Hasher64;
 use crate::config::Config;
-use crate::engine::store::StoreData;
 use crate::engine::worker::{PluginVersion, Worker, run_all};
-use crate::engine::{DetectorPre, Runtime};
+use crate::engine::{Linked, Runtime};
 use crate::error::{ErrorKind, PluginError};
 use crate::plugin::files::{Fingerprint, PluginFiles, read_dir};
 use crate::plugin::smoke::smoke_records;
@@ -134,7 +133,7 @@ pub struct Reconciler {
     hasher: Hasher64,
     trust: Trust,
     /// Compiled components by wasm sha256: a manifest-only change reuses one.
-    compiled: Mutex<HashMap<String, DetectorPre<StoreData>>>,
+    compiled: Mutex<HashMap<String, Linked>>,
     /// Serialises reloads: one at a time, whatever triggered them.
     busy: Mutex<()>,
 }

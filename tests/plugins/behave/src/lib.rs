@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use vigil_sdk::hash::{key, tag};
-use vigil_sdk::{CounterOp, Detector, Host, Request, Signal};
+use vigil_sdk::{Batch, CounterOp, Detector, Host, Signal};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -58,7 +58,7 @@ impl Detector for Behave {
         Ok(Self { cfg })
     }
 
-    fn score(&mut self, batch: &[Request], host: &mut dyn Host) -> Vec<Signal> {
+    fn score(&mut self, batch: &Batch, host: &mut dyn Host) -> Vec<Signal> {
         match self.cfg.behaviour {
             Behaviour::Panic => panic!("behave: asked to panic"),
             Behaviour::PanicAt(ts) if batch.first().map(|r| r.ts_ms) == Some(ts) => {

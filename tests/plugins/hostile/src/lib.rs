@@ -3,7 +3,7 @@
 //! `[config] attack = "..."` picks what it does on every batch.
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
-wit_bindgen::generate!({ world: "detector", path: "../../../wit" });
+wit_bindgen::generate!({ world: "detector", path: "../../../wit/v0.1" });
 
 use std::sync::Mutex;
 

@@ -6,7 +6,7 @@
 //! then looks for a canary string in all of those: if it is absent, it never
 //! reached the plugin.
 
-wit_bindgen::generate!({ world: "detector", path: "../../../wit" });
+wit_bindgen::generate!({ world: "detector", path: "../../../wit/v0.1" });
 
 use vigil::detector::host;
 use vigil::detector::types::Field;
