@@ -382,6 +382,7 @@ mod tests {
             let state = Mutex::new(Namespace::new(config.state.clone()));
             let reqs: Vec<Request> =
                 batch.records.iter().zip(&batch.handles).map(|(r, h)| request(&m.grants, r, h)).collect();
+            let reqs = vigil_sdk::Batch::new(reqs);
             let signals = d(&reqs, &mut NativeHost::new(&m.grants, &state, &batch));
             assert_eq!(signals.len(), reqs.len(), "{}", f.name);
         }

@@ -2,7 +2,49 @@ use std::sync::Mutex;
 
 use crate::bindings::vigil::detector::host as imports;
 use crate::bindings::vigil::detector::types as wit;
-use crate::{Batch, CounterOp, Field, Level, SetOp, SetView, StateEntry};
+use crate::{Batch, Field, Level, StateEntry};
+
+/// One step on a sliding-window counter (`Host::counter_add`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterOp {
+    pub key: u64,
+    /// Event time of the step (the record's `ts_ms`).
+    pub now_ms: i64,
+    pub window_ms: u32,
+    pub delta: u32,
+}
+
+/// One add to, or read of, a window set (`Host::sets_update`; build them
+/// with `sets::Shape`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetOp {
+    pub key: u64,
+    /// The member to add (an account handle, say); 0 only reads.
+    pub member: u64,
+    /// Tags it is added under, bit i for tag i (0 to 3).
+    pub tags: u8,
+    /// Event time of the add, and the end of the read.
+    pub now_ms: i64,
+    pub bucket_ms: u32,
+    pub buckets: u16,
+    /// The read covers the buckets from this time to `now_ms`.
+    pub since_ms: i64,
+    /// List the members read (while few enough to be known exactly).
+    pub members: bool,
+}
+
+/// What a read of a window set says, after the op's add.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetView {
+    /// Distinct members read (exact while small, else estimated).
+    pub count: u32,
+    /// The same, per tag.
+    pub tagged: (u32, u32, u32, u32),
+    /// Buckets read that hold any member.
+    pub active_buckets: u16,
+    /// The members read, if asked for and known exactly; else empty.
+    pub members: Vec<u64>,
+}
 
 /// A detector's opinion of one request. `score` is in [0, 1]; 0 with no
 /// labels means "nothing to say".
@@ -103,7 +145,12 @@ impl Host for WasmHost {
         if ops.is_empty() {
             return Vec::new();
         }
-        imports::counter_add(ops)
+        imports::counter_add(&wit::CounterSteps {
+            keys: ops.iter().map(|o| o.key).collect(),
+            now_ms: ops.iter().map(|o| o.now_ms).collect(),
+            window_ms: ops.iter().map(|o| o.window_ms).collect(),
+            deltas: ops.iter().map(|o| o.delta).collect(),
+        })
     }
     fn get_many(&mut self, keys: &[u64], now_ms: i64) -> Vec<Option<Vec<u8>>> {
         if keys.is_empty() {
@@ -121,7 +168,33 @@ impl Host for WasmHost {
         if ops.is_empty() {
             return Vec::new();
         }
-        imports::sets_update(ops)
+        let v = imports::sets_update(&wit::SetOps {
+            keys: ops.iter().map(|o| o.key).collect(),
+            members: ops.iter().map(|o| o.member).collect(),
+            tags: ops.iter().map(|o| o.tags).collect(),
+            now_ms: ops.iter().map(|o| o.now_ms).collect(),
+            bucket_ms: ops.iter().map(|o| o.bucket_ms).collect(),
+            buckets: ops.iter().map(|o| o.buckets).collect(),
+            since_ms: ops.iter().map(|o| o.since_ms).collect(),
+            list_members: ops.iter().map(|o| o.members).collect(),
+        });
+        // One view per op, as the contract says (a host that broke it
+        // would trap the plugin here, not pass for an empty answer).
+        let mut start = 0usize;
+        (0..ops.len())
+            .map(|i| {
+                let end = v.member_ends[i] as usize;
+                let t = &v.tagged[4 * i..4 * i + 4];
+                let view = SetView {
+                    count: v.counts[i],
+                    tagged: (t[0], t[1], t[2], t[3]),
+                    active_buckets: v.active_buckets[i],
+                    members: v.members[start..end].to_vec(),
+                };
+                start = end;
+                view
+            })
+            .collect()
     }
 }
 

@@ -60,9 +60,9 @@ pub mod bindings {
 #[cfg(feature = "guest")]
 pub use batch::Batch;
 #[cfg(feature = "guest")]
-pub use bindings::vigil::detector::types::{CounterOp, Field, Info, Level, SetOp, SetView, StateEntry};
+pub use bindings::vigil::detector::types::{Field, Info, Level, StateEntry};
 #[cfg(feature = "guest")]
-pub use detector::{Detector, Host, NoConfig, Signal, WasmHost, parse_config};
+pub use detector::{CounterOp, Detector, Host, NoConfig, SetOp, SetView, Signal, WasmHost, parse_config};
 #[cfg(feature = "guest")]
 pub use request::{Request, RequestExt};
 

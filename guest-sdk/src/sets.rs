@@ -227,13 +227,31 @@ pub fn crowd_suspicion(all: f64, young: f64, min: f64, cap: f64) -> f32 {
 }
 
 /// See the module documentation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct WindowSet {
     bucket_ms: u32,
     buckets: u16,
     /// (bucket index, bucket), oldest first, only the newest `buckets`.
     slots: Vec<(i64, Bucket)>,
+    /// `cost()`, kept up to date by every change: the host asks for it
+    /// around every update, and summing the buckets each time dominated
+    /// the cost of sets with many.
+    cost: usize,
 }
+
+/// Equal members in equal buckets (the cost, which depends on how the
+/// buffers grew, is not part of the set).
+impl PartialEq for WindowSet {
+    fn eq(&self, o: &Self) -> bool {
+        (self.bucket_ms, self.buckets) == (o.bucket_ms, o.buckets) && self.slots == o.slots
+    }
+}
+
+impl Eq for WindowSet {}
+
+/// Bytes of a set with no bucket, and of a bucket's slot.
+const SET_COST: usize = 32;
+const SLOT_COST: usize = 8;
 
 /// What a read of a set says.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -252,7 +270,7 @@ pub struct SetView {
 impl WindowSet {
     /// An empty set of `buckets` buckets of `bucket_ms` (both at least 1).
     pub fn new(bucket_ms: u32, buckets: u16) -> Self {
-        Self { bucket_ms: bucket_ms.max(1), buckets: buckets.max(1), slots: Vec::new() }
+        Self { bucket_ms: bucket_ms.max(1), buckets: buckets.max(1), slots: Vec::new(), cost: SET_COST }
     }
 
     /// (bucket_ms, buckets).
@@ -268,15 +286,22 @@ impl WindowSet {
         self.slots.last().map(|(newest, _)| newest - i64::from(self.buckets) + 1)
     }
 
-    fn slot(&mut self, idx: i64) -> &mut Bucket {
+    /// Applies `f` to bucket `idx` (made if new), keeping `cost` true.
+    fn with_slot<R>(&mut self, idx: i64, f: impl FnOnce(&mut Bucket) -> R) -> R {
         let pos = match self.slots.binary_search_by_key(&idx, |s| s.0) {
             Ok(p) => p,
             Err(p) => {
-                self.slots.insert(p, (idx, Bucket::default()));
+                let b = Bucket::default();
+                self.cost += SLOT_COST + b.cost();
+                self.slots.insert(p, (idx, b));
                 p
             }
         };
-        &mut self.slots[pos].1
+        let b = &mut self.slots[pos].1;
+        let before = b.cost();
+        let r = f(b);
+        self.cost = self.cost + b.cost() - before;
+        r
     }
 
     /// Adds `member` at `ts_ms` under `tags` (bit i: tag i). A member too
@@ -286,7 +311,7 @@ impl WindowSet {
         if self.oldest_kept().is_some_and(|o| idx < o) {
             return false;
         }
-        let changed = self.slot(idx).add(member, tags);
+        let changed = self.with_slot(idx, |b| b.add(member, tags));
         self.prune();
         changed
     }
@@ -302,7 +327,7 @@ impl WindowSet {
             return;
         }
         for (idx, ob) in &other.slots {
-            self.slot(*idx).merge(ob);
+            self.with_slot(*idx, |b| b.merge(ob));
         }
         self.prune();
     }
@@ -310,7 +335,9 @@ impl WindowSet {
     fn prune(&mut self) {
         if let Some(oldest) = self.oldest_kept() {
             let drop = self.slots.iter().take_while(|s| s.0 < oldest).count();
-            self.slots.drain(..drop);
+            for (_, b) in self.slots.drain(..drop) {
+                self.cost -= SLOT_COST + b.cost();
+            }
         }
     }
 
@@ -356,22 +383,15 @@ impl WindowSet {
         if !sketches.is_empty() {
             // Exact members go into the union as a sketch would hold them.
             let exact: Vec<(u64, u8)> = exact.into_iter().chain(single.into_iter().flatten().copied()).collect();
-            let mut all = HyperLogLog::union(sketches.iter().map(|s| &s.all));
-            for &(m, _) in &exact {
-                all.add(m);
-            }
-            view.count = all.estimate().round() as u32;
+            let all = HyperLogLog::union_estimate(sketches.iter().map(|s| &s.all), exact.iter().map(|e| e.0));
+            view.count = all.round() as u32;
             for (t, c) in view.tagged.iter_mut().enumerate() {
                 let parts = sketches.iter().filter_map(|s| s.tagged[t].as_ref());
-                let members = exact.iter().filter(|e| e.1 & (1 << t) != 0);
+                let members = exact.iter().filter(|e| e.1 & (1 << t) != 0).map(|e| e.0);
                 if parts.clone().next().is_none() && members.clone().next().is_none() {
                     continue;
                 }
-                let mut h = HyperLogLog::union(parts);
-                for &(m, _) in members {
-                    h.add(m);
-                }
-                *c = h.estimate().round() as u32;
+                *c = HyperLogLog::union_estimate(parts, members).round() as u32;
             }
             return view;
         }
@@ -402,7 +422,7 @@ impl WindowSet {
 
     /// Bytes it takes (about, without allocating): for memory bounds.
     pub fn cost(&self) -> usize {
-        32 + self.slots.iter().map(|(_, b)| 8 + b.cost()).sum::<usize>()
+        self.cost
     }
 
     /// A canonical encoding: equal sets, equal bytes.
@@ -474,6 +494,7 @@ impl WindowSet {
             if set.slots.last().is_some_and(|s| s.0 >= idx) {
                 return None;
             }
+            set.cost += SLOT_COST + bucket.cost();
             set.slots.push((idx, bucket));
         }
         if !r.is_empty() {
@@ -489,6 +510,30 @@ mod tests {
     use super::*;
 
     const MIN: i64 = 60_000;
+
+    /// What `cost()` must equal: every bucket's cost, summed now.
+    fn recomputed(s: &WindowSet) -> usize {
+        SET_COST + s.slots.iter().map(|(_, b)| SLOT_COST + b.cost()).sum::<usize>()
+    }
+
+    #[test]
+    fn the_kept_cost_is_the_sum_of_the_buckets_through_adds_merges_and_pruning() {
+        let (mut a, mut b) = (WindowSet::new(MIN as u32, 6), WindowSet::new(MIN as u32, 6));
+        let mut x = 1u64;
+        for i in 0..3_000i64 {
+            x = crate::hash::mix(x);
+            let (s, t) = if i % 3 == 0 { (&mut b, i / 2) } else { (&mut a, i) };
+            s.add(x % 50 + 1, (x >> 8) as u8, t / 40 * MIN);
+            assert_eq!(s.cost(), recomputed(s), "after add {i}");
+            if i % 500 == 499 {
+                a.merge(&b);
+                assert_eq!(a.cost(), recomputed(&a), "after merge {i}");
+            }
+        }
+        let back = WindowSet::decode(&a.encode()).unwrap();
+        assert_eq!(back, a);
+        assert_eq!(back.cost(), recomputed(&back));
+    }
 
     #[test]
     fn counts_members_per_window_and_tag_exactly_then_estimated() {

@@ -134,6 +134,56 @@ impl Words {
     }
 }
 
+/// Each word's hash (as `Words::hashes`) and whether it has an ASCII digit,
+/// in order, without copying the text: `Words::push`'s rules, for the
+/// host's text features (a test keeps the two equal).
+fn word_hashes(text: &str, mut on_word: impl FnMut(u64, bool)) {
+    const FNV: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let (mut h, mut digit, mut in_word) = (FNV, false, false);
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii_alphanumeric() {
+            if !in_word {
+                (h, digit, in_word) = (FNV, false, true);
+            }
+            h = (h ^ b.to_ascii_lowercase() as u64).wrapping_mul(PRIME);
+            digit |= b.is_ascii_digit();
+            i += 1;
+            continue;
+        }
+        if b < 0x80 {
+            i += 1;
+            if in_word && b != b'\'' {
+                on_word(hash::mix(h) | 1, digit);
+                in_word = false;
+            }
+            continue;
+        }
+        let ch = text[i..].chars().next().expect("a char starts here");
+        i += ch.len_utf8();
+        if ch.is_alphanumeric() {
+            if !in_word {
+                (h, digit, in_word) = (FNV, false, true);
+            }
+            for lc in ch.to_lowercase() {
+                let mut buf = [0u8; 4];
+                for &c in lc.encode_utf8(&mut buf).as_bytes() {
+                    h = (h ^ c as u64).wrapping_mul(PRIME);
+                }
+            }
+        } else if in_word && ch != '\u{2019}' {
+            on_word(hash::mix(h) | 1, digit);
+            in_word = false;
+        }
+    }
+    if in_word {
+        on_word(hash::mix(h) | 1, digit);
+    }
+}
+
 /// A fingerprint of a text and its number of words: the same for texts
 /// that differ only in case, spacing or punctuation (numbers count). One
 /// pass over the bytes, nothing allocated: cheap enough for every prompt.
@@ -319,34 +369,30 @@ impl TextFeatures {
     /// The features of each text in turn (`None`: the request has none).
     pub fn compute<'a>(texts: impl IntoIterator<Item = Option<&'a str>>) -> Self {
         let mut f = TextFeatures::default();
-        let mut scratch = Words::new();
         for t in texts {
-            f.push(t, &mut scratch);
+            f.push(t);
         }
         f
     }
 
-    /// Appends one request's text; `scratch` is reused between calls.
-    pub fn push(&mut self, text: Option<&str>, scratch: &mut Words) {
+    /// Appends one request's text.
+    pub fn push(&mut self, text: Option<&str>) {
         let Some(text) = text else {
             self.word_ends.push(self.words.len() as u32);
             self.fingerprints.push(0);
             self.fingerprint_words.push(0);
             return;
         };
-        scratch.parse(text);
-        // The last word is `Words`' separator: not a word of the text.
-        let n = scratch.len() - 1;
-        for i in 0..n {
+        word_hashes(text, |h, digit| {
             let j = self.words.len();
             if j % 64 == 0 {
                 self.word_digits.push(0);
             }
-            if scratch.has_digit(i) {
+            if digit {
                 self.word_digits[j / 64] |= 1 << (j % 64);
             }
-            self.words.push(scratch.hashes()[i]);
-        }
+            self.words.push(h);
+        });
         self.word_ends.push(self.words.len() as u32);
         let (fp, words) = fingerprint(text);
         self.fingerprints.push(fp);
@@ -406,9 +452,16 @@ mod features_tests {
 
     #[test]
     fn features_are_what_words_and_fingerprint_say() {
-        let texts = [Some("Ticket #4821 v2 ok"), None, Some(""), Some("Don't  SHOW your reasoning")];
+        let texts = [
+            Some("Ticket #4821 v2 ok"),
+            None,
+            Some(""),
+            Some("Don't  SHOW your reasoning"),
+            Some("Straße, ÉTÉ; l\u{2019}été — İstanbul 日本語テキスト x²  ﬁne ΣΑΣ 'quoted' it's 3.14"),
+            Some("'''  ... \u{2019}lead trail\u{2019} a\u{2019}b"),
+        ];
         let f = TextFeatures::compute(texts);
-        f.check(4).unwrap();
+        f.check(texts.len()).unwrap();
         let mut w = Words::new();
         for (i, t) in texts.iter().enumerate() {
             let Some(t) = t else {

@@ -12,5 +12,14 @@ pub mod v0_1 {
 
 /// `vigil:detector@0.2.x`: columnar batches, host-computed text features.
 pub mod v0_2 {
-    wasmtime::component::bindgen!({ world: "detector", path: "../wit", exports: { default: async } });
+    // A call whose columns differ in length breaks the contract: it traps.
+    wasmtime::component::bindgen!({
+        world: "detector",
+        path: "../wit",
+        exports: { default: async },
+        imports: {
+            "vigil:detector/host.counter-add": trappable,
+            "vigil:detector/host.sets-update": trappable,
+        },
+    });
 }

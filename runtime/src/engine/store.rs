@@ -10,13 +10,12 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::batch::Batch;
 use crate::batch::handles::IdField;
-// The 0.2 types serve as the host's own for window sets.
-use crate::engine::bindings::v0_2::vigil::detector::types::{SetOp, SetView};
 use crate::engine::grants::Resolver;
 use crate::engine::output::{LogBudget, PluginOutput};
 use crate::plugin::manifest::Grants;
 use crate::state::{Namespace, Scope, SetAdd};
 use crate::util::lock;
+use vigil_sdk::sets::SetView;
 
 /// Resource limits for one store, remembering whether memory ran out.
 pub struct Limiter {
@@ -129,6 +128,18 @@ impl WasiView for StoreData {
     }
 }
 
+/// One add to, or read of, a window set, in the host's terms.
+struct SetOp {
+    key: u64,
+    member: u64,
+    tags: u8,
+    now_ms: i64,
+    bucket_ms: u32,
+    buckets: u16,
+    since_ms: i64,
+    members: bool,
+}
+
 // The host interface, once, in the host's own terms; each contract
 // version's imports (below) only convert their types to these.
 impl StoreData {
@@ -198,21 +209,8 @@ impl StoreData {
         let mut ns = lock(&self.state);
         ops.iter()
             .map(|op| {
-                let v = ns.set_update(
-                    op.key,
-                    op.member,
-                    op.tags,
-                    op.now_ms,
-                    (op.bucket_ms, op.buckets),
-                    op.since_ms,
-                    op.members,
-                );
-                SetView {
-                    count: v.count,
-                    tagged: (v.tagged[0], v.tagged[1], v.tagged[2], v.tagged[3]),
-                    active_buckets: v.active_buckets,
-                    members: v.members.unwrap_or_default(),
-                }
+                let shape = (op.bucket_ms, op.buckets);
+                ns.set_update(op.key, op.member, op.tags, op.now_ms, shape, op.since_ms, op.members)
             })
             .collect()
     }
@@ -304,20 +302,29 @@ mod v0_1 {
                 .into_iter()
                 .map(|v| types::SetView {
                     count: v.count,
-                    tagged: v.tagged,
+                    tagged: (v.tagged[0], v.tagged[1], v.tagged[2], v.tagged[3]),
                     active_buckets: v.active_buckets,
-                    members: v.members,
+                    members: v.members.unwrap_or_default(),
                 })
                 .collect()
         }
     }
 }
 
-/// `vigil:detector@0.2.x`: every state call takes many keys.
+/// `vigil:detector@0.2.x`: every state call takes many keys; counters and
+/// window sets take columns.
 mod v0_2 {
     use super::*;
     use crate::engine::bindings::v0_2::vigil::detector::{host, types};
-    use types::{CounterOp, Field, Level, StateEntry};
+    use types::{CounterSteps, Field, Level, SetOps, SetViews, StateEntry};
+
+    /// Refuses (traps) a call whose columns differ in length from `n`.
+    fn same_length(call: &str, n: usize, lens: &[usize]) -> wasmtime::Result<()> {
+        if lens.iter().any(|&l| l != n) {
+            wasmtime::bail!("{call}: columns of unequal length ({n} keys, others {lens:?})");
+        }
+        Ok(())
+    }
 
     impl types::Host for StoreData {}
 
@@ -339,11 +346,51 @@ mod v0_2 {
         fn state_remove(&mut self, keys: Vec<u64>) {
             StoreData::state_remove(self, &keys)
         }
-        fn counter_add(&mut self, ops: Vec<CounterOp>) -> Vec<u64> {
-            StoreData::counter_add(self, ops.iter().map(|o| (o.key, o.now_ms, o.window_ms, o.delta)))
+        fn counter_add(&mut self, s: CounterSteps) -> wasmtime::Result<Vec<u64>> {
+            let n = s.keys.len();
+            same_length("counter-add", n, &[s.now_ms.len(), s.window_ms.len(), s.deltas.len()])?;
+            Ok(StoreData::counter_add(self, (0..n).map(|i| (s.keys[i], s.now_ms[i], s.window_ms[i], s.deltas[i]))))
         }
-        fn sets_update(&mut self, ops: Vec<SetOp>) -> Vec<SetView> {
-            StoreData::sets_update(self, &ops)
+        fn sets_update(&mut self, o: SetOps) -> wasmtime::Result<SetViews> {
+            let n = o.keys.len();
+            let lens = [
+                o.members.len(),
+                o.tags.len(),
+                o.now_ms.len(),
+                o.bucket_ms.len(),
+                o.buckets.len(),
+                o.since_ms.len(),
+                o.list_members.len(),
+            ];
+            same_length("sets-update", n, &lens)?;
+            let ops: Vec<SetOp> = (0..n)
+                .map(|i| SetOp {
+                    key: o.keys[i],
+                    member: o.members[i],
+                    tags: o.tags[i],
+                    now_ms: o.now_ms[i],
+                    bucket_ms: o.bucket_ms[i],
+                    buckets: o.buckets[i],
+                    since_ms: o.since_ms[i],
+                    members: o.list_members[i],
+                })
+                .collect();
+            let views = StoreData::sets_update(self, &ops);
+            let mut out = SetViews {
+                counts: Vec::with_capacity(n),
+                tagged: Vec::with_capacity(4 * n),
+                active_buckets: Vec::with_capacity(n),
+                members: Vec::new(),
+                member_ends: Vec::with_capacity(n),
+            };
+            for v in views {
+                out.counts.push(v.count);
+                out.tagged.extend_from_slice(&v.tagged);
+                out.active_buckets.push(v.active_buckets);
+                out.members.extend(v.members.into_iter().flatten());
+                out.member_ends.push(out.members.len() as u32);
+            }
+            Ok(out)
         }
     }
 }
