@@ -136,6 +136,9 @@ pub struct Headline {
     /// The host's floor: the pipeline `vigil score` runs, with no plugin,
     /// in this process on the same input (requests/s, median).
     pub floor_rps: f64,
+    /// What computing the prompts' word features costs the host (once per
+    /// batch, for every plugin granted the text): ns per record, one thread.
+    pub features_ns: f64,
 }
 
 pub struct SweepRow {
@@ -211,7 +214,37 @@ pub fn headline(env: &Env, config: &vigil_runtime::Config, s: &Sizes) -> anyhow:
         reported_rps: median_opt(&reported),
         baseline,
         floor_rps: median(&floors),
+        features_ns: features_ns(config, &input)?,
     })
+}
+
+/// The floor's missing part: the text features every 0.2 plugin granted a
+/// text shares, computed for each batch of the input (parsing not timed).
+fn features_ns(config: &vigil_runtime::Config, input: &Path) -> anyhow::Result<f64> {
+    use std::io::BufRead;
+    use vigil_runtime::input::record::Record;
+    use vigil_sdk::text::TextFeatures;
+
+    let file = std::io::BufReader::new(std::fs::File::open(input)?);
+    let (mut batch, mut total, mut n) = (Vec::new(), std::time::Duration::ZERO, 0usize);
+    let mut time = |batch: &mut Vec<Record>| {
+        let (_, t) = timed(|| {
+            let p = TextFeatures::compute(batch.iter().map(|r| r.prompt.as_deref()));
+            let s = TextFeatures::compute(batch.iter().map(|r| r.system_prompt.as_deref()));
+            std::hint::black_box((p, s));
+        });
+        total += t;
+        n += batch.len();
+        batch.clear();
+    };
+    for (i, line) in file.lines().enumerate() {
+        batch.push(Record::parse(line?.as_bytes(), i as u64 + 1, &config.input).map_err(|e| anyhow::anyhow!("{e}"))?);
+        if batch.len() == config.scoring.batch_size {
+            time(&mut batch);
+        }
+    }
+    time(&mut batch);
+    Ok(total.as_secs_f64() * 1e9 / n.max(1) as f64)
 }
 
 /// What the host alone allows: `vigil score`'s pipeline (read, parse,

@@ -385,7 +385,7 @@ impl TextFeatures {
         };
         word_hashes(text, |h, digit| {
             let j = self.words.len();
-            if j % 64 == 0 {
+            if j.is_multiple_of(64) {
                 self.word_digits.push(0);
             }
             if digit {

@@ -62,6 +62,25 @@ pub fn record(id: usize, ts_ms: i64, account: &str, extra: &str) -> Record {
 
 pub const T0: i64 = 1_760_000_000_000;
 
+/// A small log of a vigil-sim preset: two days, `benign` benign accounts,
+/// and every campaign cut to `per_campaign` accounts running throughout.
+pub fn sim_log(preset: &str, seed: u64, benign: usize, per_campaign: usize) -> Vec<Record> {
+    let mut s = vigil_sim::Scenario::preset(preset, seed).expect("preset");
+    s.days = 2.0;
+    s.benign.accounts = benign;
+    for c in &mut s.campaigns {
+        c.accounts = per_campaign;
+        c.start_day = 0.0;
+        c.end_day = 2.0;
+    }
+    let pop = vigil_sim::population(&s);
+    let limits = Config::default().input;
+    vigil_sim::Simulator::new(&s, &pop)
+        .enumerate()
+        .map(|(i, r)| Record::parse(&serde_json::to_vec(&r).unwrap(), i as u64 + 1, &limits).unwrap())
+        .collect()
+}
+
 /// A `vigil serve` config for tests: state in `state_dir`, reloads 30 ms
 /// after a change and only on change (no rescans), admin token `t0ken`.
 pub fn serve_config(state_dir: &Path) -> Config {

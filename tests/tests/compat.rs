@@ -61,23 +61,7 @@ fn state_carries_across_an_update_from_0_1_0_and_back() {
 
 /// A small log of the mimicry-fanout preset, where fanout fires.
 fn fanout_log() -> Vec<vigil_runtime::input::record::Record> {
-    let mut s = vigil_sim::Scenario::preset("mimicry-fanout", 3).expect("preset");
-    s.days = 2.0;
-    s.benign.accounts = 300;
-    for c in &mut s.campaigns {
-        c.accounts = 12;
-        c.start_day = 0.0;
-        c.end_day = 2.0;
-    }
-    let pop = vigil_sim::population(&s);
-    let limits = vigil_runtime::Config::default().input;
-    vigil_sim::Simulator::new(&s, &pop)
-        .enumerate()
-        .map(|(i, r)| {
-            vigil_runtime::input::record::Record::parse(&serde_json::to_vec(&r).unwrap(), i as u64 + 1, &limits)
-                .unwrap()
-        })
-        .collect()
+    vigil_tests::sim_log("mimicry-fanout", 3, 300, 12)
 }
 
 /// Every signal of `s` on `records` in batches of 256: (score, labels, reason).

@@ -19,20 +19,7 @@ const SET_USERS: [&str; 3] = ["fanout", "shared-infra", "template-fleet"];
 /// A small mimicry log: fan-out, sweep, proxy pool and card campaigns
 /// among benign users with their NATs, classes and popular prompts.
 fn log() -> Vec<Record> {
-    let mut s = vigil_sim::Scenario::preset("mimicry", 11).expect("preset");
-    s.days = 2.0;
-    s.benign.accounts = 500;
-    for c in &mut s.campaigns {
-        c.accounts = 12;
-        c.start_day = 0.0;
-        c.end_day = 2.0;
-    }
-    let pop = vigil_sim::population(&s);
-    let limits = Config::default().input;
-    vigil_sim::Simulator::new(&s, &pop)
-        .enumerate()
-        .map(|(i, r)| Record::parse(&serde_json::to_vec(&r).unwrap(), i as u64 + 1, &limits).unwrap())
-        .collect()
+    vigil_tests::sim_log("mimicry", 11, 500, 12)
 }
 
 /// Scores `records` in batches into a fresh store.
