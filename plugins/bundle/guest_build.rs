@@ -18,7 +18,11 @@ pub fn build_guests(workspace: &Path, packages: &[&str]) -> Vec<PathBuf> {
         cmd.args(["-p", p]);
     }
     // Small components compile faster in the host: no debug info, stripped.
-    cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "false").env("CARGO_PROFILE_RELEASE_STRIP", "true");
+    // One codegen unit and LTO: the guest's hot loops inline across the SDK.
+    cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
+        .env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
     // The outer build's flags are for the host target, not for wasm.
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"] {
         cmd.env_remove(var);
