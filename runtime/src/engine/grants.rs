@@ -83,8 +83,8 @@ fn text<'a>(texts: impl Iterator<Item = Option<&'a str>>, f: &TextFeatures) -> v
     }
 }
 
-/// The record as a plugin with grants `g` may see it: ungranted fields
-/// empty (public so the benchmark's native side can be checked against it).
+/// The record as a 0.1 plugin with grants `g` may see it: ungranted
+/// fields empty.
 pub fn granted_request(g: &Grants, r: &Record, h: &Handles) -> Request {
     let pick = |granted: bool, v: u64| if granted { v } else { 0 };
     Request {
