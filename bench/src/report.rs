@@ -179,10 +179,13 @@ impl Report {
             "\n## 2. Typed WIT batch vs JSON bytes\n\n\
              A bench-only guest (`bench/guests/transport`, world `bench/wit/transport.wit`) does the same trivial \
              work per record (sum of prompt lengths, xor of account handles) on a batch received as a typed \
-             `list<request>` (the record of `wit/detector.wit`, every field filled) or as `list<u8>` holding the \
-             batch as JSON. Typed: building the requests from the host's records, lowering, lifting in the guest. \
-             JSON: serializing the same requests with serde_json on the host, copying the bytes in, parsing them \
-             with serde_json in the guest.\n\n",
+             `list<request>` (contract 0.1's record, every field filled), as contract 0.2's columns (every column \
+             granted, the prompts' text features included) or as `list<u8>` holding the batch as JSON. Typed: \
+             building the requests from the host's records, lowering, lifting in the guest. Columns: the host's \
+             own `granted_batch`, lowering, lifting (the features themselves are computed once per batch for \
+             every plugin, not timed here). JSON: serializing the same requests with serde_json on the host, \
+             copying the bytes in, parsing them with serde_json in the guest. The three take turns going \
+             first.\n\n",
         );
         let Some(t) = &self.transport else {
             s.push_str(NOT_RUN);
@@ -196,7 +199,13 @@ impl Report {
             thousands(t.json_bytes_per_record)
         );
         s.push_str("| transport | ns/record | vs typed |\n|---|---:|---:|\n");
-        let _ = writeln!(s, "| typed `list<request>` | {} | 1.00 |", f1(t.typed_ns));
+        let _ = writeln!(s, "| typed `list<request>` (0.1) | {} | 1.00 |", f1(t.typed_ns));
+        let _ = writeln!(
+            s,
+            "| columns with text features (0.2) | {} | {} |",
+            f1(t.columns_ns),
+            f2(t.columns_ns / t.typed_ns)
+        );
         let _ = writeln!(s, "| JSON `list<u8>` (serde_json both sides) | {} | {} |", f1(t.json_ns), f2(t.ratio));
     }
 

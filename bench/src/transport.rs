@@ -1,9 +1,10 @@
 //! Section 2: the same batch handed to a guest as typed component-model
-//! values (`list<request>`, what vigil does) vs as JSON bytes (`list<u8>`,
-//! serialized by the host with serde_json, parsed in the guest with
-//! serde_json). The guest (guests/transport) does the same trivial work on
-//! both; each side's time includes building its input from the host's
-//! records.
+//! values, a record per request (`list<request>`, contract 0.1) or columns
+//! with the host's text features (contract 0.2's `batch`, built by the
+//! host's own `granted_batch`), vs as JSON bytes (`list<u8>`, serialized
+//! by the host with serde_json, parsed in the guest with serde_json). The
+//! guest (guests/transport) does the same trivial work on each; each
+//! side's time includes building its input from the host's records.
 
 use std::sync::Arc;
 
@@ -22,7 +23,55 @@ mod bindings {
     wasmtime::component::bindgen!({ world: "transport", path: "wit" });
 }
 
+use bindings::vigil::bench::types as cols;
 use bindings::{Request, Transport};
+
+/// Contract 0.2's columns as vigil builds them for a plugin granted
+/// everything, moved into this world's copy of the type.
+fn columns(b: &Batch) -> cols::Batch {
+    use vigil_runtime::engine::bindings::v0_2::vigil::detector::types::Text;
+    let all: Vec<String> = vigil_runtime::plugin::manifest::GRANTABLE
+        .iter()
+        .map(|(g, _)| if *g == "attrs.KEY" { "attrs.*" } else { g })
+        .map(String::from)
+        .collect();
+    let g = vigil_runtime::plugin::manifest::Grants::parse(&all).expect("every grant");
+    let c = vigil_runtime::engine::grants::granted_batch(&g, b);
+    let text = |t: Option<Text>| {
+        t.map(|t| cols::Text {
+            data: t.data,
+            ends: t.ends,
+            absent: t.absent,
+            words: t.words,
+            word_ends: t.word_ends,
+            word_digits: t.word_digits,
+            fingerprints: t.fingerprints,
+            fingerprint_words: t.fingerprint_words,
+        })
+    };
+    cols::Batch {
+        len: c.len,
+        ts_ms: c.ts_ms,
+        account: c.account,
+        org: c.org,
+        api_key: c.api_key,
+        ip: c.ip,
+        ip_prefix: c.ip_prefix,
+        user_agent: c.user_agent,
+        model: c.model,
+        payment_fingerprint: c.payment_fingerprint,
+        conversation: c.conversation,
+        asn: c.asn,
+        turn: c.turn,
+        prompt_tokens: c.prompt_tokens,
+        completion_tokens: c.completion_tokens,
+        max_tokens: c.max_tokens,
+        account_created_ms: c.account_created_ms,
+        prompt: text(c.prompt),
+        system_prompt: text(c.system_prompt),
+        attrs: c.attrs.into_iter().map(|a| cols::Attr { index: a.index, key: a.key, value: a.value }).collect(),
+    }
+}
 
 include!(concat!(env!("OUT_DIR"), "/transport_guest.rs"));
 
@@ -126,6 +175,9 @@ pub struct Measured {
     pub batch_size: usize,
     pub rounds: usize,
     pub typed_ns: f64,
+    /// Contract 0.2's columns (text features included; computing them is
+    /// not timed: the host does it once for every plugin).
+    pub columns_ns: f64,
     pub json_ns: f64,
     /// Median over rounds of JSON time / typed time on the same batch.
     pub ratio: f64,
@@ -144,6 +196,7 @@ pub fn run(batches: &[Arc<Batch>], rounds: usize) -> anyhow::Result<Measured> {
     let guest = Transport::instantiate(&mut store, &component, &linker).map_err(w)?;
 
     let (mut typed_ns, mut json_ns, mut ratios, mut bytes) = (Vec::new(), Vec::new(), Vec::new(), 0usize);
+    let mut columns_ns = Vec::new();
     // One untimed round first, so both sides start with a grown guest heap.
     for i in 0..=rounds {
         let b = &batches[i % batches.len()];
@@ -162,19 +215,36 @@ pub fn run(batches: &[Arc<Batch>], rounds: usize) -> anyhow::Result<Measured> {
                 guest.call_json(store, &body).map(|r| (r, len))
             })
         };
-        let ((t, tt), (j, tj)) = if i % 2 == 0 {
-            let t = run_typed(&mut store);
-            (t, run_json(&mut store))
-        } else {
-            let j = run_json(&mut store);
-            (run_typed(&mut store), j)
+        b.prompt_features();
+        b.system_features();
+        let run_columns = |store: &mut Store<Ctx>| timed(|| guest.call_columns(store, &columns(b)));
+        // The three sides take turns going first.
+        let ((t, tt), (c, tc), (j, tj)) = match i % 3 {
+            0 => {
+                let t = run_typed(&mut store);
+                let c = run_columns(&mut store);
+                (t, c, run_json(&mut store))
+            }
+            1 => {
+                let c = run_columns(&mut store);
+                let j = run_json(&mut store);
+                (run_typed(&mut store), c, j)
+            }
+            _ => {
+                let j = run_json(&mut store);
+                let t = run_typed(&mut store);
+                (t, run_columns(&mut store), j)
+            }
         };
+        let c = c.map_err(w)?;
+        anyhow::ensure!(c == want, "transport guest answered {c} (columns), want {want}");
         let (j, len) = j.map_err(w)?;
         let (t, j) = (t.map_err(w)?, j.map_err(|e| anyhow::anyhow!("guest JSON parse: {e}"))?);
         anyhow::ensure!(t == want && j == want, "transport guest answered {t} (typed) and {j} (json), want {want}");
         if i > 0 {
             let n = b.len() as f64;
             typed_ns.push(tt.as_secs_f64() * 1e9 / n);
+            columns_ns.push(tc.as_secs_f64() * 1e9 / n);
             json_ns.push(tj.as_secs_f64() * 1e9 / n);
             ratios.push(tj.as_secs_f64() / tt.as_secs_f64().max(1e-12));
             bytes += len;
@@ -184,6 +254,7 @@ pub fn run(batches: &[Arc<Batch>], rounds: usize) -> anyhow::Result<Measured> {
         batch_size: batches[0].len(),
         rounds,
         typed_ns: median(&typed_ns),
+        columns_ns: median(&columns_ns),
         json_ns: median(&json_ns),
         ratio: median(&ratios),
         json_bytes_per_record: bytes as f64 / (rounds * batches[0].len()).max(1) as f64,

@@ -112,6 +112,8 @@ pub struct TemplateFleet {
     cfg: Config,
     /// The parsed prompt's word hashes, digits masked.
     masked: Vec<u64>,
+    /// A prompt's 4-gram keys before the cut to `MAX_GRAMS` (reused).
+    scratch: Vec<u64>,
     memory: BatchState<Memory>,
 }
 
@@ -119,8 +121,26 @@ pub struct TemplateFleet {
 struct Keys {
     bands: Option<[u64; BANDS]>,
     /// Script keys, for a conversation's opening only.
-    grams: Vec<u64>,
+    grams: Grams,
 }
+
+/// At most `MAX_GRAMS` script keys, held inline: a request's keys cost no
+/// allocation.
+#[derive(Clone, Copy, Default)]
+struct Grams {
+    keys: [u64; MAX_GRAMS],
+    len: usize,
+}
+
+impl std::ops::Deref for Grams {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
+        &self.keys[..self.len]
+    }
+}
+
+/// Stands in for the views of an opening's absent script keys.
+static NO_VIEW: SetView = SetView { count: 0, tagged: (0, 0, 0, 0), active_buckets: 0, members: Vec::new() };
 
 /// What one request's keys say.
 #[derive(Clone, Copy, Default)]
@@ -171,33 +191,37 @@ impl TemplateFleet {
     /// The script keys of a prompt: a fixed third of its word 4-grams
     /// (none for one under six words).
     pub fn grams(&mut self, prompt: &str) -> Vec<u64> {
-        if self.parse(prompt) { self.gram_keys() } else { Vec::new() }
+        if self.parse(prompt) { self.gram_keys().to_vec() } else { Vec::new() }
     }
 
-    fn gram_keys(&self) -> Vec<u64> {
-        let mut keys: Vec<u64> = self
-            .masked
-            .windows(4)
-            .map(|g| mix(g[0] ^ g[1].rotate_left(13) ^ g[2].rotate_left(29) ^ g[3].rotate_left(43)))
-            .filter(|h| h % 3 == 0)
-            .map(|h| key(GRAM, h))
-            .collect();
+    /// The smallest `MAX_GRAMS` of the kept 4-gram keys.
+    fn gram_keys(&mut self) -> Grams {
+        let keys = &mut self.scratch;
+        keys.clear();
+        keys.extend(
+            self.masked
+                .windows(4)
+                .map(|g| mix(g[0] ^ g[1].rotate_left(13) ^ g[2].rotate_left(29) ^ g[3].rotate_left(43)))
+                .filter(|h| h % 3 == 0)
+                .map(|h| key(GRAM, h)),
+        );
         keys.sort_unstable();
         keys.dedup();
-        keys.truncate(MAX_GRAMS);
-        keys
+        let mut g = Grams { len: keys.len().min(MAX_GRAMS), ..Grams::default() };
+        g.keys[..g.len].copy_from_slice(&keys[..g.len]);
+        g
     }
 
     /// Request i's keys; `text` has the batch's prompt features.
     fn keys(&mut self, r: &Request, text: &TextFeatures, i: usize) -> Keys {
-        let none = Keys { bands: None, grams: Vec::new() };
+        let none = Keys { bands: None, grams: Grams::default() };
         if r.prompt.is_none() || r.account == 0 || !self.mask(text, i) {
             return none;
         }
         // Scripts only open conversations; the follow-ups everyone types
         // ("can you give me an example") are no script.
         let opening = r.turn.unwrap_or(1) <= 1;
-        Keys { bands: Some(self.bands()), grams: if opening { self.gram_keys() } else { Vec::new() } }
+        Keys { bands: Some(self.bands()), grams: if opening { self.gram_keys() } else { Grams::default() } }
     }
 }
 
@@ -210,7 +234,12 @@ impl Detector for TemplateFleet {
         if cfg.script_repeaters < 2 || !(0.0..=1.0).contains(&cfg.common_share) {
             return Err("config: script_repeaters must be at least 2 and common_share in [0, 1]".into());
         }
-        Ok(Self { cfg, masked: Vec::new(), memory: BatchState::new(Memory::decode, Memory::encode) })
+        Ok(Self {
+            cfg,
+            masked: Vec::new(),
+            scratch: Vec::new(),
+            memory: BatchState::new(Memory::decode, Memory::encode),
+        })
     }
 
     fn score(&mut self, batch: &Batch, host: &mut dyn Host) -> Vec<Signal> {
@@ -237,7 +266,7 @@ impl Detector for TemplateFleet {
             }
             let memory = self.memory.get(host, key(MEMORY, r.account), r.ts_ms);
             ops.push(WEEK.put(OPENERS, r.account, 0, r.ts_ms));
-            for &g in &k.grams {
+            for &g in k.grams.iter() {
                 let repeat = u8::from(memory.seen_then_add(g, r.ts_ms, EPOCH_MS)) * REPEAT;
                 ops.push(WEEK.add(g, r.account, young | repeat, r.ts_ms));
             }
@@ -266,8 +295,11 @@ impl Detector for TemplateFleet {
                 if f.opening {
                     views.next()?; // the add to OPENERS
 
-                    let grams: Vec<&SetView> = k.grams.iter().map(|_| views.next()).collect::<Option<_>>()?;
-                    (f.script, f.script_keys) = self.script(&k.grams, &grams, openers);
+                    let mut grams = [&NO_VIEW; MAX_GRAMS];
+                    for g in grams.iter_mut().take(k.grams.len()) {
+                        *g = views.next()?;
+                    }
+                    (f.script, f.script_keys) = self.script(&k.grams, &grams[..k.grams.len()], openers);
                 }
                 let on_fleet = f.fleet.is_some_and(|b| b.0 >= ON_FLEET_FROM);
                 let mut count = |t: u64, d: bool| {

@@ -46,6 +46,17 @@ impl Guest for Transport {
         batch.iter().fold(0, |acc, r| fold(acc, r.prompt.as_ref().map_or(0, String::len), r.account))
     }
 
+    fn columns(b: Batch) -> u64 {
+        let ends = b.prompt.as_ref().map_or(&[][..], |t| &t.ends[..]);
+        let mut start = 0;
+        (0..b.len as usize).fold(0, |acc, i| {
+            let end = ends.get(i).map_or(start, |&e| e as usize);
+            let len = end - start;
+            start = end;
+            fold(acc, len, b.account.get(i).copied().unwrap_or(0))
+        })
+    }
+
     fn json(batch: Vec<u8>) -> Result<u64, String> {
         let reqs: Vec<JsonRequest> = serde_json::from_slice(&batch).map_err(|e| e.to_string())?;
         Ok(reqs.iter().fold(0, |acc, r| fold(acc, r.prompt.as_ref().map_or(0, String::len), r.account)))
