@@ -35,8 +35,6 @@ impl Words {
         // The word's hash (FNV-1a, as `hash::tag`) is built while its bytes
         // are copied. ASCII runs (nearly all of a prompt) are copied and
         // lowercased in bulk; only other chars are decoded one by one.
-        const FNV: u64 = 0xcbf2_9ce4_8422_2325;
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
         let mut start: Option<usize> = None;
         let mut h = FNV;
         let mut digit = false;
@@ -134,12 +132,14 @@ impl Words {
     }
 }
 
-/// Each word's hash (as `Words::hashes`) and whether it has an ASCII digit,
-/// in order, without copying the text: `Words::push`'s rules, for the
-/// host's text features (a test keeps the two equal).
+const FNV: u64 = 0xcbf2_9ce4_8422_2325;
+const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// Each word's FNV-1a over its lowercased bytes (`Words::hashes` is
+/// `mix(fnv) | 1`) and whether it has an ASCII digit, in order, without
+/// copying the text: `Words::push`'s rules, for the host's text features
+/// (a test keeps the two equal).
 fn word_hashes(text: &str, mut on_word: impl FnMut(u64, bool)) {
-    const FNV: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
     let (mut h, mut digit, mut in_word) = (FNV, false, false);
     let bytes = text.as_bytes();
     let mut i = 0;
@@ -157,7 +157,7 @@ fn word_hashes(text: &str, mut on_word: impl FnMut(u64, bool)) {
         if b < 0x80 {
             i += 1;
             if in_word && b != b'\'' {
-                on_word(hash::mix(h) | 1, digit);
+                on_word(h, digit);
                 in_word = false;
             }
             continue;
@@ -175,12 +175,12 @@ fn word_hashes(text: &str, mut on_word: impl FnMut(u64, bool)) {
                 }
             }
         } else if in_word && ch != '\u{2019}' {
-            on_word(hash::mix(h) | 1, digit);
+            on_word(h, digit);
             in_word = false;
         }
     }
     if in_word {
-        on_word(hash::mix(h) | 1, digit);
+        on_word(h, digit);
     }
 }
 
@@ -188,8 +188,6 @@ fn word_hashes(text: &str, mut on_word: impl FnMut(u64, bool)) {
 /// that differ only in case, spacing or punctuation (numbers count). One
 /// pass over the bytes, nothing allocated: cheap enough for every prompt.
 pub fn fingerprint(text: &str) -> (u64, usize) {
-    const FNV: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
     let (mut fp, mut words) = (FNV, 0usize);
     let (mut h, mut in_word) = (FNV, false);
     for &b in text.as_bytes() {
@@ -383,7 +381,16 @@ impl TextFeatures {
             self.fingerprint_words.push(0);
             return;
         };
-        word_hashes(text, |h, digit| {
+        // For ASCII text `fingerprint`'s words are these words and its
+        // per-word hash their FNV: one pass gives both.
+        let ascii = text.is_ascii();
+        let (mut fp, mut count) = (FNV, 0usize);
+        word_hashes(text, |raw, digit| {
+            if ascii {
+                fp = hash::mix(fp ^ raw);
+                count += 1;
+            }
+            let h = hash::mix(raw) | 1;
             let j = self.words.len();
             if j.is_multiple_of(64) {
                 self.word_digits.push(0);
@@ -394,7 +401,7 @@ impl TextFeatures {
             self.words.push(h);
         });
         self.word_ends.push(self.words.len() as u32);
-        let (fp, words) = fingerprint(text);
+        let (fp, words) = if ascii { (fp | 1, count) } else { fingerprint(text) };
         self.fingerprints.push(fp);
         self.fingerprint_words.push(words as u32);
     }
@@ -474,6 +481,25 @@ mod features_tests {
             assert_eq!(f.fingerprint(i), Some(fingerprint(t)));
         }
         assert!(f.has_digit(0, 1) && f.has_digit(0, 2) && !f.has_digit(3, 1));
+    }
+
+    #[test]
+    fn one_pass_fingerprints_equal_the_two_pass_ones() {
+        let chars: Vec<char> = "aZ9 '.,-_\t\nQx0'".chars().chain(['é', '\u{2019}']).collect();
+        let mut x = 1u64;
+        for n in 0..2_000usize {
+            let t: String = (0..n % 60)
+                .map(|_| {
+                    x = hash::mix(x);
+                    chars[(x % chars.len() as u64) as usize]
+                })
+                .collect();
+            let f = TextFeatures::compute([Some(t.as_str())]);
+            assert_eq!(f.fingerprint(0), Some(fingerprint(&t)), "{t:?}");
+            let mut w = Words::new();
+            w.parse(&t);
+            assert_eq!(f.words(0), &w.hashes()[..w.len() - 1], "{t:?}");
+        }
     }
 
     #[test]
