@@ -384,10 +384,10 @@ fn duration(us: f64) -> String {
 const PROFILING: &str = "
 ## Profiling
 
-- `VIGIL_PERFMAP=1 perf record -g target/release/vigil score --input log.ndjson --output /dev/null`, then
-  `perf report`: with `VIGIL_PERFMAP=1` the engine writes `/tmp/perf-PID.map`, so JIT-compiled plugin frames
+- `VIGIL_PERFMAP=true perf record -g target/release/vigil score --input log.ndjson --output /dev/null`, then
+  `perf report`: with `VIGIL_PERFMAP=true` the engine writes `/tmp/perf-PID.map`, so JIT-compiled plugin frames
   are named instead of showing as bare addresses.
-- Those names come from the wasm name section, which the bundled plugins do not have: `host/guest_build.rs`
+- Those names come from the wasm name section, which the bundled plugins do not have: `plugins/bundle/guest_build.rs`
   builds them stripped. For symbol names build the plugin yourself, unstripped:
   `CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --target wasm32-wasip2 -p NAME`, put
   `target/wasm32-wasip2/release/NAME.wasm` next to its manifest (`vigil bundled --out DIR` writes them all)

@@ -299,7 +299,7 @@ pub struct EngineConfig {
     /// the runtime with it empty caches nothing.
     pub cache_dir: PathBuf,
     /// Name JIT-compiled plugin functions for `perf` (writes
-    /// /tmp/perf-PID.map; see BENCHMARKS.md). `VIGIL_PERFMAP=1` sets it.
+    /// /tmp/perf-PID.map; see BENCHMARKS.md). `VIGIL_PERFMAP=true` sets it.
     pub perfmap: bool,
 }
 
