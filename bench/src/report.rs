@@ -156,7 +156,7 @@ impl Report {
              worker thread. **Native**: building the same requests as `vigil_sdk::Request`s with a copy of the \
              batch's text features (the native equivalent of lowering) and `Detector::score` with a native `Host` \
              over the host's state. The prompts' word features are computed once per batch before timing, for both \
-             sides: the host shares them across plugins (section 4's floor includes computing them). \
+             sides: the host shares them across plugins (section 4 states what computing them costs). \
              Ratio is native time / plugin time on the same batch (target >= 0.8). Mismatches count signals \
              whose score, labels or reason differ between the two; the first batches are scored by both but not \
              timed.\n\n",

@@ -1,6 +1,7 @@
 //! What a plugin instance's store holds (its empty WASI, its limits, the
 //! batch it may resolve, its state namespace) and the host interface it
-//! calls: logging, `resolve`, state and counters.
+//! calls: logging, `resolve`, state, counters and window sets, written once
+//! here; each contract version's imports (`v0_1`, `v0_2`) convert to it.
 
 use std::sync::{Arc, Mutex};
 
