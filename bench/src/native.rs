@@ -9,8 +9,8 @@
 //! copy of the batch's text features (the native equivalent of lowering),
 //! then `Detector::score` with a `NativeHost` over the host's own
 //! `state::Namespace`. Both sides get the features the host computed once
-//! for the batch, before timing: every plugin shares them (the host's floor
-//! in section 4 includes computing them).
+//! for the batch, before timing: every plugin shares them (section 4 states
+//! what computing them costs).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
