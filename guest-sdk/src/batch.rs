@@ -44,10 +44,6 @@ impl Batch {
         self.system.get_or_init(|| TextFeatures::compute(self.requests.iter().map(|r| r.system_prompt.as_deref())))
     }
 
-    pub fn into_requests(self) -> Vec<Request> {
-        self.requests
-    }
-
     /// Refills the batch from the host's columns, reusing every request's
     /// buffers: after the first batches, nothing is allocated per request.
     /// `Err` says which column breaks the contract's shape.
