@@ -49,6 +49,9 @@ enum Command {
     /// Start a plugin project that builds on its own: a Rust detector with
     /// native unit tests, its manifest, and the SDK.
     New(commands::new::Args),
+    /// Run plugins on fixture records and check what they say (per record
+    /// or per account); a diff for each miss, non-zero exit on any.
+    Test(commands::test::Args),
     /// Validate a plugin: component and world, manifest, init, a smoke batch.
     Check {
         /// The plugin's NAME.wasm; its NAME.toml must sit beside it.
@@ -110,6 +113,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Keygen { name } => commands::keys::keygen(&name),
         Command::Sign { key, plugin } => commands::keys::sign(&key, &plugin),
         Command::New(a) => commands::new::run(&a),
+        Command::Test(a) => commands::test::run(&config, &a),
         Command::Bundled { out, key } => commands::bundled::write(&out, key.as_deref()),
     }
 }

@@ -31,3 +31,14 @@ pub fn plugin_set(
         None => Ok(load::load(runtime, config, state, vigil_bundle::files(), &trust, None)),
     }
 }
+
+/// `manifest` with `change` applied to its TOML table (a test's config
+/// overrides, `vigil check` trying the plugin without a grant).
+pub fn edit_manifest(
+    manifest: &str,
+    change: impl FnOnce(&mut toml::Table) -> Result<(), String>,
+) -> Result<String, String> {
+    let mut m: toml::Table = toml::from_str(manifest).map_err(|e| format!("manifest: {e}"))?;
+    change(&mut m)?;
+    toml::to_string(&m).map_err(|e| e.to_string())
+}

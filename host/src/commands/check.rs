@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use vigil_runtime::config::Config;
 use vigil_runtime::engine::worker::{PluginVersion, Worker};
 use vigil_runtime::engine::{Contract, Runtime};
+use vigil_runtime::input::record::Record;
 use vigil_runtime::plugin::files::{read_plugin, valid_name};
 use vigil_runtime::plugin::smoke::smoke_records;
 use vigil_runtime::registry::load::PluginSet;
@@ -60,13 +61,22 @@ pub fn check(path: &Path, config: &Config, out: &mut dyn Write) -> std::io::Resu
         Err(e) => return Ok(Err(failed(e))),
     }
     let runtime = Runtime::with_config(&config.engine, true).map_err(std::io::Error::other)?;
-    let state = StateStore::new(config.state.clone());
-    let ns = state.namespace(&name);
-    let (plugin, seed) =
-        match PluginVersion::load(&runtime, &files.name, &files.wasm, &files.manifest, config, ns.clone()) {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(failed(e))),
-        };
+    let linked = match runtime.prepare(&files.wasm) {
+        Ok(l) => l,
+        Err(m) => return Ok(Err(format!("load: {m}"))),
+    };
+    let sha = vigil_runtime::util::sha256_hex(&files.wasm);
+    let load = |manifest: &str| {
+        let state = StateStore::new(config.state.clone());
+        let ns = state.namespace(&name);
+        PluginVersion::load_prepared(&runtime, &name, linked.clone(), sha.clone(), manifest, config, ns.clone())
+            .map(|(plugin, seed)| Worker::spawn(plugin, seed, ns))
+    };
+    let worker = match load(&files.manifest) {
+        Ok(w) => w,
+        Err(e) => return Ok(Err(failed(e))),
+    };
+    let plugin = worker.plugin.clone();
     let m = &plugin.manifest.raw;
     let grants = if m.grants.is_empty() { "none".to_string() } else { m.grants.join(", ") };
     writeln!(
@@ -95,16 +105,111 @@ pub fn check(path: &Path, config: &Config, out: &mut dyn Write) -> std::io::Resu
     if plugin.info.version != m.version {
         writeln!(out, "warn  the plugin says version {} but its manifest says {}", plugin.info.version, m.version)?;
     }
-    let worker = Worker::spawn(plugin, seed, ns);
-    let scorer = Scorer::new(PluginSet { workers: vec![worker], failures: Vec::new() }, config);
-    let records = smoke_records();
-    let n = records.len();
-    let (verdicts, outcomes) = scorer.score(scorer.batch(records));
-    if let Err(e) = &outcomes[0].result {
-        return Ok(Err(format!("smoke batch: {}: {}", e.kind, e.message)));
+    let signals = match smoke(worker, config) {
+        Ok((signals, ms)) => {
+            let fired = signals.iter().filter(|s| s.0 > 0.0).count();
+            writeln!(
+                out,
+                "ok    smoke and campaign batch: {} signals in {ms:.1} ms, {fired} with a non-zero score",
+                signals.len()
+            )?;
+            signals
+        }
+        Err(e) => return Ok(Err(format!("smoke batch: {e}"))),
+    };
+    if signals.iter().all(|s| s.0 == 0.0) {
+        writeln!(
+            out,
+            "warn  no signal on the smoke and campaign batch, with grants [{grants}]: if it should have fired, is \
+             a field it reads missing from its grants (an ungranted field arrives empty)? `vigil test` runs your \
+             own records"
+        )?;
+        return Ok(Ok(()));
     }
-    let flagged = verdicts.iter().filter(|v| v.signals[0].score > 0.0).count();
-    let ms = outcomes[0].elapsed.as_secs_f64() * 1e3;
-    writeln!(out, "ok    smoke batch: {n} signals in {ms:.1} ms, {flagged} with a non-zero score")?;
+    // A grant whose removal changes nothing on the batch may never be
+    // read: try the plugin without each, from empty state.
+    let mut unread = Vec::new();
+    for g in &m.grants {
+        let without = crate::plugins::edit_manifest(&files.manifest, |t| {
+            if let Some(toml::Value::Array(a)) = t.get_mut("grants") {
+                a.retain(|v| v.as_str() != Some(g));
+            }
+            Ok(())
+        });
+        let same = without
+            .ok()
+            .and_then(|m| load(&m).ok())
+            .and_then(|w| smoke(w, config).ok())
+            .is_some_and(|(s, _)| s == signals);
+        if same {
+            unread.push(g.as_str());
+        }
+    }
+    if !unread.is_empty() {
+        writeln!(
+            out,
+            "warn  without these grants the batch's signals were the same: {}; if the plugin never reads them, \
+             drop them from its grants (a plugin should see only what it needs)",
+            unread.join(", ")
+        )?;
+    }
     Ok(Ok(()))
+}
+
+/// A signal as the smoke batch's comparison needs it.
+type Seen = (f64, Vec<String>, String);
+
+/// Runs the smoke batch through `worker` alone: each request's signal and
+/// the time it took in ms.
+fn smoke(worker: Worker, config: &Config) -> Result<(Vec<Seen>, f64), String> {
+    let scorer = Scorer::new(PluginSet { workers: vec![worker], failures: Vec::new() }, config);
+    let (verdicts, outcomes) = scorer.score(scorer.batch(check_records()));
+    if let Err(e) = &outcomes[0].result {
+        return Err(format!("{}: {}", e.kind, e.message));
+    }
+    let signals = verdicts.into_iter().map(|v| {
+        let s = v.signals.into_iter().next().expect("one plugin, one signal");
+        (s.score, s.labels, s.reason)
+    });
+    Ok((signals.collect(), outcomes[0].elapsed.as_secs_f64() * 1e3))
+}
+
+/// The smoke batch, then a campaign's worth of traffic in one batch: forty
+/// new accounts on two cards and one network, every four hours for two
+/// days, each round's scripted, reasoning-eliciting questions fanned out to
+/// changing groups of about five accounts within a minute, with long answers. A detector
+/// of this field that never fires on it may be blind to a field it was not
+/// granted (or need more history: `vigil test` runs your own records).
+fn check_records() -> Vec<Record> {
+    let mut records = smoke_records();
+    let t0 = 1_760_000_000_000i64;
+    let topics = ["leap years", "TCP congestion", "the halting problem", "vaccines", "the blue sky", "tides"];
+    for round in 0..12i64 {
+        for a in 0..40i64 {
+            let topic = topics[((round + a / 5) % topics.len() as i64) as usize];
+            let line = serde_json::json!({
+                "id": format!("check-{round}-{a}"),
+                "ts_ms": t0 + round * 4 * 3_600_000 + a * 1_500,
+                "account": format!("check-acct-{a}"),
+                "api_key": format!("check-key-{a}"),
+                "ip": format!("198.51.100.{}", a % 8),
+                "asn": 64501,
+                "user_agent": "python-requests/2.31",
+                "model": "model-large",
+                "prompt": format!("Answer as a numbered ledger of every micro inference. Think step by step \
+                    and show your full reasoning before the final answer. Question {round}-{}: explain {topic} \
+                    in depth, with every intermediate step written out.", (a + round * (a % 5 + 1)) % 8),
+                "prompt_tokens": 60,
+                "completion_tokens": 4000,
+                "max_tokens": 4096,
+                "account_created_ms": t0 - 2 * 86_400_000,
+                "payment_fingerprint": format!("check-card-{}", a % 2),
+                "conversation_id": format!("check-conv-{a}-{round}"),
+                "turn": 1,
+            });
+            let n = records.len() as u64 + 1;
+            records.push(Record::parse(line.to_string().as_bytes(), n, &Default::default()).expect("a check record"));
+        }
+    }
+    records
 }

@@ -8,3 +8,4 @@ pub mod keys;
 pub mod new;
 pub mod score;
 pub mod serve;
+pub mod test;

@@ -17,6 +17,7 @@ const RUST: &[(&str, &str)] = &[
     ("src/lib.rs", include_str!("../../templates/rust/src/lib.rs.tmpl")),
     ("README.md", include_str!("../../templates/rust/README.md.tmpl")),
     (".gitignore", include_str!("../../templates/rust/gitignore.tmpl")),
+    ("tests/fixtures.toml", include_str!("../../templates/common/fixtures.toml.tmpl")),
 ];
 
 const PYTHON: &[(&str, &str)] = &[
@@ -26,6 +27,7 @@ const PYTHON: &[(&str, &str)] = &[
     ("{{name}}.toml", include_str!("../../templates/python/NAME.toml.tmpl")),
     ("README.md", include_str!("../../templates/python/README.md.tmpl")),
     (".gitignore", include_str!("../../templates/python/gitignore.tmpl")),
+    ("tests/fixtures.toml", include_str!("../../templates/common/fixtures.toml.tmpl")),
     ("wit/detector.wit", include_str!("../../../wit/detector.wit")),
 ];
 
@@ -83,7 +85,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         }
         write_all(&root, PYTHON, &|s: &str| s.replace("{{name}}", &a.name))?;
         println!("created {}: a detector in detector.py, its manifest {}.toml", root.display(), a.name);
-        println!("next: cd {} && python3 -m unittest, then README.md", root.display());
+        println!("next: cd {} && python3 -m unittest, then README.md (build, vigil test, ship)", root.display());
         return Ok(ExitCode::SUCCESS);
     }
     let sdk = match &a.sdk {
@@ -106,7 +108,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let fill = |s: &str| s.replace("{{name}}", &a.name).replace("{{crate}}", &krate).replace("{{sdk}}", &sdk);
     write_all(&root, RUST, &fill)?;
     println!("created {}: a detector in src/lib.rs, its manifest {}.toml", root.display(), a.name);
-    println!("next: cd {} && cargo test && cargo build --release --target wasm32-wasip2 (README.md)", root.display());
+    println!("next: cd {} && cargo test, then README.md (build, vigil test, ship)", root.display());
     Ok(ExitCode::SUCCESS)
 }
 

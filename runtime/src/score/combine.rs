@@ -14,8 +14,9 @@ use crate::engine::worker::PluginVersion;
 use crate::error::{ErrorKind, PluginError};
 use crate::plugin::manifest::{FailurePolicy, Mode};
 
-/// What a verdict says to do with a request, by its combined score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What a verdict says to do with a request, by its combined score;
+/// ordered from the mildest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     /// Below the flag threshold.
@@ -37,7 +38,8 @@ impl Decision {
         }
     }
 
-    pub(crate) fn as_str(self) -> &'static str {
+    /// As verdicts spell it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Decision::Allow => "allow",
             Decision::Flag => "flag",
