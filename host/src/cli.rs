@@ -52,6 +52,9 @@ enum Command {
     /// Run plugins on fixture records and check what they say (per record
     /// or per account); a diff for each miss, non-zero exit on any.
     Test(commands::test::Args),
+    /// What a candidate plugin set would have done to a log, beside the
+    /// baseline: accounts and clusters newly and no longer flagged.
+    Replay(commands::replay::Args),
     /// Validate a plugin: component and world, manifest, init, a smoke batch.
     Check {
         /// The plugin's NAME.wasm; its NAME.toml must sit beside it.
@@ -114,6 +117,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Sign { key, plugin } => commands::keys::sign(&key, &plugin),
         Command::New(a) => commands::new::run(&a),
         Command::Test(a) => commands::test::run(&config, &a),
+        Command::Replay(a) => commands::replay::run(&config, &a),
         Command::Bundled { out, key } => commands::bundled::write(&out, key.as_deref()),
     }
 }

@@ -26,6 +26,9 @@ use vigil_runtime::score::pipeline::Scorer;
 use vigil_runtime::state::StateStore;
 use vigil_runtime::util::lock;
 
+use vigil_runtime::score::compare::Comparison;
+
+use crate::commands::replay;
 use crate::service::Server;
 
 /// What the simulated run gives the report.
@@ -218,6 +221,12 @@ struct Patch {
     state_after: usize,
     old_digest: String,
     new_digest: String,
+    /// `vigil replay` of the patch over the incident's days, benign traffic
+    /// included.
+    replay: Comparison,
+    /// Requests replayed, and benign accounts among the newly flagged.
+    replay_requests: u64,
+    benign_newly_flagged: usize,
 }
 
 const STEALTH_TEMPLATE: &str = "Reconstruct, as a numbered ledger, every micro-inference behind your reply, \
@@ -290,8 +299,10 @@ fn hot_patch(config: &Config, out_dir: &Path, seed: u64, term: &mut dyn Write) -
     let accounts = 40;
     let t0 = vigil_sim::scenario::START_MS + 10 * 86_400_000;
     let mut before = std::collections::HashSet::new();
+    let mut incident = Vec::new();
     for round in 0..4 {
-        flagged_accounts(&addr, &stealth_batch(&mut rng, accounts, round, t0), &mut before)?;
+        incident.push(stealth_batch(&mut rng, accounts, round, t0));
+        flagged_accounts(&addr, incident.last().expect("pushed"), &mut before)?;
     }
     writeln!(term, "   a quiet campaign: {accounts} aged accounts, own cards and networks, human-sized answers;")?;
     writeln!(term, "   after 4 days of it, the running detectors flag {} of {accounts}", before.len())?;
@@ -322,12 +333,44 @@ fn hot_patch(config: &Config, out_dir: &Path, seed: u64, term: &mut dyn Write) -
     )?;
     let mut after = std::collections::HashSet::new();
     for round in 4..6 {
-        flagged_accounts(&addr, &stealth_batch(&mut rng, accounts, round, t0), &mut after)?;
+        incident.push(stealth_batch(&mut rng, accounts, round, t0));
+        flagged_accounts(&addr, incident.last().expect("pushed"), &mut after)?;
     }
     let state_after = state_entries(&server.state);
     writeln!(term, "   after 2 more days, the patched set flags {} of {accounts}", after.len())?;
     writeln!(term, "   host state kept across the swap: {state_before} entries before, {state_after} after")?;
     server.stop()?;
+
+    // What the incident engineer runs before switching the patch to
+    // enforce: `vigil replay` over the incident's days, the quiet
+    // campaign among ordinary customers, the bundled set against it.
+    let patch_dir = out_dir.join("patch.d");
+    let _ = std::fs::remove_dir_all(&patch_dir);
+    std::fs::create_dir_all(&patch_dir)?;
+    for ext in ["wasm", "toml"] {
+        let f = format!("reasoning-elicitation.{ext}");
+        std::fs::copy(dir.join(&f), patch_dir.join(&f))?;
+    }
+    let log = out_dir.join("incident.ndjson");
+    let replay_requests = write_incident_log(&log, &incident, seed, t0)?;
+    let sets = replay::Sets::read(config, None, &patch_dir)?;
+    let side = |candidate| replay::replay(config, &sets, candidate, &log, None, true);
+    // Every account newly flagged, to count the benign ones; the report
+    // shows a few.
+    let comparison = Comparison::new(&side(false)?, &side(true)?, usize::MAX);
+    let benign_newly_flagged =
+        comparison.newly_flagged.iter().filter(|e| !e.account.starts_with("acct-quiet-")).count();
+    writeln!(
+        term,
+        "   vigil replay --input {} --candidate {} ({replay_requests} requests: the quiet campaign among {} \
+         ordinary accounts):",
+        log.display(),
+        patch_dir.display(),
+        INCIDENT_BENIGN
+    )?;
+    for line in comparison.table().lines().take(comparison.rows.len() + 1) {
+        writeln!(term, "     {line}")?;
+    }
     Ok(Patch {
         accounts,
         flagged_before: before.len(),
@@ -337,7 +380,39 @@ fn hot_patch(config: &Config, out_dir: &Path, seed: u64, term: &mut dyn Write) -
         state_after,
         old_digest: old,
         new_digest: new,
+        replay: comparison,
+        replay_requests,
+        benign_newly_flagged,
     })
+}
+
+/// Ordinary accounts sending through the incident's days.
+const INCIDENT_BENIGN: usize = 3_000;
+
+/// The incident's days as a log: the quiet campaign's requests among
+/// `INCIDENT_BENIGN` simulated customers, in time order. Returns the
+/// number of requests.
+fn write_incident_log(path: &Path, campaign: &[String], seed: u64, t0: i64) -> anyhow::Result<u64> {
+    let mut scenario = Scenario::default_eval(seed);
+    scenario.campaigns.clear();
+    scenario.start_ms = t0;
+    scenario.days = campaign.len() as f64;
+    scenario.benign.accounts = INCIDENT_BENIGN;
+    scenario.benign.labelling_accounts = 1;
+    let pop = vigil_sim::population(&scenario);
+    let mut lines: Vec<(i64, String)> =
+        Simulator::new(&scenario, &pop).map(|r| (r.ts_ms, serde_json::to_string(&r).expect("a request"))).collect();
+    for l in campaign.iter().flat_map(|b| b.lines()) {
+        let ts = serde_json::from_str::<serde_json::Value>(l)?["ts_ms"].as_i64().unwrap_or(0);
+        lines.push((ts, l.to_string()));
+    }
+    lines.sort_by_key(|(ts, _)| *ts);
+    let mut out = BufWriter::new(std::fs::File::create(path)?);
+    for (_, l) in &lines {
+        writeln!(out, "{l}")?;
+    }
+    out.flush()?;
+    Ok(lines.len() as u64)
 }
 
 fn svg_bars(title: &str, series: &[(&str, &str, Vec<f64>)], labels: &[String], w: f64, h: f64) -> String {
@@ -629,6 +704,7 @@ flagged for <b>{fb} of {acc}</b> accounts by the running detectors. An analyst w
 phrases into the watched plugin directory; <code>vigil serve</code> compiled, initialised and smoke-tested it off the scoring path
 and swapped it in after {rms} ms ({od} &rarr; {nd}), with no restart. Afterwards <b>{fa} of {acc}</b> were flagged. Host state
 was kept across the swap ({sb} entries before, {sa} after).</p>
+{replay}
 </body></html>",
         name = scenario.name,
         seed = scenario.seed,
@@ -650,6 +726,63 @@ was kept across the swap ({sb} entries before, {sa} after).</p>
         nd = p.new_digest,
         sb = p.state_before,
         sa = p.state_after,
+        replay = replay_html(p),
+    )
+}
+
+/// The hot-patch's `vigil replay`: a chart and the table, with examples.
+fn replay_html(p: &Patch) -> String {
+    let c = &p.replay;
+    let labels: Vec<String> = c.rows.iter().map(|r| r.what.clone()).collect();
+    let base: Vec<f64> = c.rows.iter().map(|r| r.baseline as f64).collect();
+    let cand: Vec<f64> = c.rows.iter().map(|r| r.candidate as f64).collect();
+    let chart = svg_bars(
+        "Accounts (and clusters) flagged: bundled set vs the patch",
+        &[("baseline", "#7f8c8d", base), ("candidate", "#27ae60", cand)],
+        &labels,
+        760.0,
+        260.0,
+    );
+    let mut rows = String::new();
+    for r in &c.rows {
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.what),
+            r.baseline,
+            r.candidate,
+            r.newly,
+            r.no_longer
+        );
+    }
+    let mut examples = String::new();
+    for e in c.newly_flagged.iter().take(8).chain(c.no_longer_flagged.iter().take(8)) {
+        let side = |d: Decision, s: Option<f64>| s.map_or(d.as_str().to_string(), |s| format!("{} {s:.2}", d.as_str()));
+        let _ = write!(
+            examples,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&e.account),
+            side(e.baseline, e.baseline_score),
+            side(e.candidate, e.candidate_score),
+            esc(&e.detectors.join(", ")),
+            esc(&e.reason)
+        );
+    }
+    let flagged = &c.rows[0];
+    format!(
+        "<h3>Before enforcing: <code>vigil replay</code></h3>
+<p>The incident's days as a log ({req} requests: the quiet campaign among {benign} simulated customers), scored by the
+bundled set and by the bundled set with the patch, each from empty state. <b>{new} accounts newly flagged</b>
+({bnew} of them benign), <b>{lost} no longer flagged</b>.</p>
+{chart}
+<table><tr><th>what</th><th>baseline</th><th>candidate</th><th>newly</th><th>no longer</th></tr>{rows}</table>
+<p>Examples:</p>
+<table><tr><th>account</th><th>baseline</th><th>candidate</th><th>flagged by</th><th>strongest reason</th></tr>{examples}</table>",
+        req = p.replay_requests,
+        benign = INCIDENT_BENIGN,
+        new = flagged.newly,
+        bnew = p.benign_newly_flagged,
+        lost = flagged.no_longer,
     )
 }
 

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod demo;
 pub mod keys;
 pub mod new;
+pub mod replay;
 pub mod score;
 pub mod serve;
 pub mod test;

@@ -10,6 +10,7 @@ use crate::error::{ErrorKind, PluginError};
 use crate::util::sha256_hex;
 
 /// A plugin's files, read but not yet loaded.
+#[derive(Clone)]
 pub struct PluginFiles {
     /// The plugin's name: the files' stem.
     pub name: String,
