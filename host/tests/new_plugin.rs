@@ -4,8 +4,13 @@
 //! Rust, and in Python through componentize-py (installed with pip where
 //! it is missing).
 
+#[path = "common/python.rs"]
+mod python;
+
 use std::path::Path;
 use std::process::Command;
+
+use python::componentize_py;
 
 const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 
@@ -59,31 +64,6 @@ fn a_new_python_project_builds_and_its_plugin_scores() {
         .current_dir(&project));
     install(dir, "pyburst", &project.join("pyburst.wasm"), &project.join("pyburst.toml"));
     assert_fires(dir, "pyburst");
-}
-
-/// componentize-py: the one on PATH, else one pip installs into the
-/// target directory (`--target` leaves the system's Python alone, which a
-/// distribution may forbid pip to change).
-fn componentize_py() -> Command {
-    if Command::new("componentize-py").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        return Command::new("componentize-py");
-    }
-    let site = Path::new(env!("CARGO_TARGET_TMPDIR")).join("componentize-py");
-    let cmd = || {
-        let mut c = Command::new("python3");
-        c.env("PYTHONPATH", &site).args([
-            "-c",
-            "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())",
-        ]);
-        c
-    };
-    if !cmd().arg("--version").output().is_ok_and(|o| o.status.success()) {
-        run(Command::new("python3")
-            .args(["-m", "pip", "install", "--upgrade", "--target"])
-            .arg(&site)
-            .arg("componentize-py==0.25.*"));
-    }
-    cmd()
 }
 
 /// Puts the plugin in `dir/plugins` with a budget of 3 requests a minute,
