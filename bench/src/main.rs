@@ -14,6 +14,7 @@ mod cluster;
 mod e2e;
 mod gateway;
 mod instantiate;
+mod languages;
 mod loadgen;
 mod native;
 mod report;
@@ -29,14 +30,17 @@ use vigil_runtime::config::EngineConfig;
 use vigil_runtime::engine::Runtime;
 
 const USAGE: &str =
-    "usage: vigil-bench [--quick] [--out FILE] [--sections 1,2,3,4,5,6] [--vigil PATH] [--baseline PATH]
+    "usage: vigil-bench [--quick] [--out FILE] [--sections 1,2,3,4,5,6,7] [--vigil PATH] [--baseline PATH]
 
   --quick      small smoke sizes (seconds), to check the benchmark works
   --out FILE   where to write the report (default BENCHMARKS.md)
   --sections   which sections to run (default all): 1 native vs plugin,
                2 typed WIT vs JSON, 3 instantiation, 4 end to end,
                5 gateway latency (LiteLLM guardrail endpoint),
-               6 cluster on NATS JetStream (needs nats-server)
+               6 cluster on NATS JetStream (needs nats-server),
+               7 one detector in Rust, Python and JavaScript (builds the
+               ports in examples/: componentize-py, pip-installed if
+               missing; componentize-js with npm, left out without Node.js)
   --vigil PATH the vigil binary for section 4 (default: built with cargo)
   --baseline PATH another vigil binary (an older build, say) whose headline
                run is interleaved with this one's in section 4";
@@ -53,7 +57,7 @@ fn args() -> Result<Args, String> {
     let mut a = Args {
         quick: false,
         out: "BENCHMARKS.md".into(),
-        sections: vec![1, 2, 3, 4, 5, 6],
+        sections: vec![1, 2, 3, 4, 5, 6, 7],
         vigil: None,
         baseline: None,
     };
@@ -68,9 +72,9 @@ fn args() -> Result<Args, String> {
             "--sections" => {
                 a.sections = value()?
                     .split(',')
-                    .map(|s| s.trim().parse::<u8>().ok().filter(|n| (1..=6).contains(n)))
+                    .map(|s| s.trim().parse::<u8>().ok().filter(|n| (1..=7).contains(n)))
                     .collect::<Option<_>>()
-                    .ok_or("--sections takes numbers 1 to 6, comma-separated")?;
+                    .ok_or("--sections takes numbers 1 to 7, comma-separated")?;
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -195,13 +199,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let hasher = Hasher64::new(config.handle_key().expect("default key"));
     let batch = |records| Arc::new(Batch::new(records, &hasher));
     let mut load = loadgen::Gen::new(1);
-    let needed = if on(1) { plan.batches } else { plan.transport_batches };
+    let needed = if on(1) || on(7) { plan.batches } else { plan.transport_batches };
     let batches: Vec<Arc<Batch>> = (0..needed).map(|_| batch(load.records(plan.batch_size))).collect();
 
-    if on(1) {
+    let workloads = if on(1) || on(7) {
         progress!("simulating {} records of vigil-sim's default scenario", plan.batches * plan.batch_size);
         let sim = loadgen::simulated(plan.batches * plan.batch_size, 6 * 3_600_000);
-        let workloads = [
+        vec![
             native::Workload {
                 name: "Load",
                 about: "The `examples/gen_log.py` port: 470-byte prompts, 20,000 accounts",
@@ -212,7 +216,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 about: "vigil-sim's default scenario from hour 6, when the campaigns start: traffic the detectors are tuned to find",
                 batches: sim.chunks(plan.batch_size).map(|c| batch(c.to_vec())).collect(),
             },
-        ];
+        ]
+    } else {
+        Vec::new()
+    };
+    if on(1) {
         let engine = EngineConfig { cache_dir: cache_dir.clone(), ..Default::default() };
         let runtime = Runtime::with_config(&engine, true)?;
         report.native = Some(native::run(&config, &runtime, &bundled, &workloads, plan.warmup)?);
@@ -245,6 +253,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if on(6) {
         let vigil = vigil.as_deref().expect("located above");
         report.cluster = Some(cluster::run(vigil, tmp.path(), &cache_dir, &plan.cluster)?);
+    }
+
+    if on(7) {
+        let engine = EngineConfig { cache_dir: cache_dir.clone(), ..Default::default() };
+        let runtime = Runtime::with_config(&engine, true)?;
+        let scratch = tmp.path().join("languages");
+        report.languages = Some(languages::run_all(&config, &runtime, &bundled, &workloads, plan.warmup, &scratch)?);
     }
 
     let text = report.markdown();

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::stats::thousands;
-use crate::{e2e, instantiate, native, transport};
+use crate::{e2e, instantiate, languages, native, transport};
 
 #[derive(Default)]
 pub struct Report {
@@ -16,6 +16,7 @@ pub struct Report {
     pub scaling: Option<Result<e2e::Scaling, String>>,
     pub gateway: Option<String>,
     pub cluster: Option<String>,
+    pub languages: Option<languages::Measured>,
 }
 
 const INTRO: &str = "\
@@ -141,6 +142,7 @@ impl Report {
             Some(t) => s.push_str(t),
             None => s.push_str(NOT_RUN),
         }
+        self.languages_section(&mut s);
         s.push_str(PROFILING);
         s
     }
@@ -330,6 +332,86 @@ impl Report {
                 let _ = writeln!(s, "\n### Cores\n\n{why}");
             }
             None => {}
+        }
+    }
+}
+
+impl Report {
+    fn languages_section(&self, s: &mut String) {
+        s.push_str(
+            "\n## 7. One detector in Rust, Python and JavaScript\n\n\
+             `velocity` as the bundled Rust plugin, as its Python port (`examples/python-detector`, built with \
+             componentize-py) and as its JavaScript port (`examples/js-detector`, built with componentize-js), \
+             scored on the same batches through the same host path as section 1's plugin side (a worker each, \
+             lowering, the guest, lifting, validation), each with its own fresh state namespace; which goes first \
+             rotates per batch. The ports are built from the repository's sources during the run. Mismatches count \
+             signals whose f32 score bits, labels or reason differ from the Rust plugin's. Build time is the \
+             build command's wall time (the Rust plugin is built by the host's `build.rs` with the rest and not \
+             timed here); first compile is `PluginVersion::load` (Cranelift compile, link, instantiate, init) \
+             without the compiled-plugin cache, once; from cache is the same with the cache warm. docs/languages.md \
+             reads these numbers.\n\n",
+        );
+        let Some(m) = &self.languages else {
+            s.push_str(NOT_RUN);
+            return;
+        };
+        s.push_str(
+            "| language | plugin | built with | build time | component size | first compile | from cache |\n\
+             |---|---|---|---:|---:|---:|---:|\n",
+        );
+        for b in &m.builds {
+            match &b.result {
+                Ok(x) => {
+                    let build = if x.build_s.is_finite() { format!("{:.1} s", x.build_s) } else { "-".into() };
+                    let _ = writeln!(
+                        s,
+                        "| {} | `{}` | {} | {build} | {} KiB | {} | {} |",
+                        b.lang,
+                        b.name,
+                        b.tool,
+                        thousands((x.wasm.len() / 1024) as f64),
+                        duration(x.cold_ms * 1e3),
+                        duration(x.cached_ms * 1e3)
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        s,
+                        "| {} | `{}` | {} | left out: {} | | | |",
+                        b.lang,
+                        b.name,
+                        b.tool,
+                        e.replace('|', "/")
+                    );
+                }
+            }
+        }
+        for t in &m.tables {
+            let _ = write!(
+                s,
+                "\n### {}\n\nSection 1's workload; {} timed batches of {} records.\n\n\
+                 | language | ns/record | ms per batch | time / Rust's | signals with score > 0 | mismatches with Rust |\n\
+                 |---|---:|---:|---:|---:|---:|\n",
+                t.name, t.batches, t.batch_size
+            );
+            for r in &t.rows {
+                let mism = if r.errors > 0 {
+                    format!("{} ({} failed batches)", r.mismatches, r.errors)
+                } else {
+                    r.mismatches.to_string()
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} / {} | {} |",
+                    r.lang,
+                    thousands(r.ns_per_record),
+                    f2(r.ms_per_batch),
+                    f1(r.vs_rust),
+                    thousands(r.flagged as f64),
+                    thousands(r.signals as f64),
+                    mism
+                );
+            }
         }
     }
 }
