@@ -69,7 +69,8 @@ enum Command {
     /// Write NAME.key (secret) and NAME.pub for signing plugins.
     Keygen { name: PathBuf },
     /// Sign NAME.wasm together with its manifest NAME.toml and its name:
-    /// writes NAME.sig (again, to replace an older signature format).
+    /// writes NAME.sig (again, to replace an older signature format). Given
+    /// a directory, signs every plugin in it.
     Sign {
         #[arg(long, value_name = "NAME.key")]
         key: PathBuf,

@@ -176,6 +176,15 @@ fn keygen_sign_and_a_trust_policy_that_check_and_score_apply() {
     let out = vigil(&["--config", &p("vigil.toml"), "check", &p("plugins/velocity.wasm")], "");
     assert!(!out.status.success());
     assert!(text(&out.stdout).contains("FAIL  signature: signature does not verify"), "{}", text(&out.stdout));
+
+    // A whole set signed at once: every plugin of the directory, then
+    // scored with every one loaded under required signatures.
+    let out = vigil(&["sign", "--key", &p("vendor.key"), &p("plugins")], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).matches(".sig").count(), 7, "{}", text(&out.stdout));
+    let out = vigil(&["--config", &p("vigil.toml"), "score", "--plugins", &p("plugins")], &(rec(0) + "\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).matches("\"plugin\":").count(), 7, "{}", text(&out.stdout));
 }
 
 #[test]

@@ -1,14 +1,18 @@
 //! `vigil new` as a vendor meets it: from an empty directory outside this
 //! repository, the project's native tests pass, it builds to a component,
-//! `vigil check` accepts it, and `vigil score` runs it and it fires. In
-//! Rust, and in Python through componentize-py (installed with pip where
+//! `vigil test` fails on a wrong fixture with a diff and passes on the
+//! project's own, the plugin is signed, `vigil check` accepts it, and a
+//! running `vigil serve` that requires signatures hot-loads it and it fires.
+//! In Rust, and in Python through componentize-py (installed with pip where
 //! it is missing).
 
 #[path = "common/python.rs"]
 mod python;
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use python::componentize_py;
 
@@ -22,13 +26,20 @@ fn run(cmd: &mut Command) -> String {
 }
 
 #[test]
-fn a_new_project_builds_alone_and_its_plugin_scores() {
+fn a_new_project_builds_alone_tests_signs_and_goes_live() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     run(Command::new(VIGIL).args(["new", "burst", "--dir"]).arg(dir));
     let project = dir.join("burst");
     // Nothing outside the project: the SDK and its WIT were copied in.
-    for f in ["Cargo.toml", "burst.toml", "src/lib.rs", "vigil-sdk/Cargo.toml", "vigil-sdk/wit/detector.wit"] {
+    for f in [
+        "Cargo.toml",
+        "burst.toml",
+        "src/lib.rs",
+        "tests/fixtures.toml",
+        "vigil-sdk/Cargo.toml",
+        "vigil-sdk/wit/detector.wit",
+    ] {
         assert!(project.join(f).is_file(), "{f} missing");
     }
     let again = Command::new(VIGIL).args(["new", "burst", "--dir"]).arg(dir).output().unwrap();
@@ -45,13 +56,13 @@ fn a_new_project_builds_alone_and_its_plugin_scores() {
     let tests = run(cargo().args(["test", "--release"]));
     assert!(tests.contains("flags_an_account_past_its_budget_and_not_another ... ok"), "{tests}");
     run(cargo().args(["build", "--release", "--target", "wasm32-wasip2"]));
-
-    install(dir, "burst", &target.join("wasm32-wasip2/release/burst.wasm"), &project.join("burst.toml"));
-    assert_fires(dir, "burst");
+    let wasm = target.join("wasm32-wasip2/release/burst.wasm");
+    vigil_test(&project, &[wasm.to_str().unwrap(), "--manifest", "burst.toml"]);
+    ship(dir, "burst", &wasm, &project.join("burst.toml"));
 }
 
 #[test]
-fn a_new_python_project_builds_and_its_plugin_scores() {
+fn a_new_python_project_builds_tests_signs_and_goes_live() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     run(Command::new(VIGIL).args(["new", "pyburst", "--lang", "python", "--dir"]).arg(dir));
@@ -62,29 +73,98 @@ fn a_new_python_project_builds_and_its_plugin_scores() {
     run(componentize_py()
         .args(["-d", "wit", "-w", "detector", "componentize", "app", "-o", "pyburst.wasm"])
         .current_dir(&project));
-    install(dir, "pyburst", &project.join("pyburst.wasm"), &project.join("pyburst.toml"));
-    assert_fires(dir, "pyburst");
+    vigil_test(&project, &["pyburst.wasm"]);
+    ship(dir, "pyburst", &project.join("pyburst.wasm"), &project.join("pyburst.toml"));
 }
 
-/// Puts the plugin in `dir/plugins` with a budget of 3 requests a minute,
-/// and checks that `vigil check` accepts it.
-fn install(dir: &Path, name: &str, wasm: &Path, manifest: &Path) {
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    let installed = plugins.join(format!("{name}.wasm"));
-    std::fs::copy(wasm, &installed).unwrap();
+/// `vigil test` in the project: a fixture expecting the wrong thing fails
+/// with a diff and exit 1; the project's own passes.
+fn vigil_test(project: &Path, plugin: &[&str]) {
+    let fixtures = std::fs::read_to_string(project.join("tests/fixtures.toml")).unwrap();
+    // The third request is within the budget: expecting a score is wrong.
+    let wrong = fixtures.replacen("score = 0\n", "score = [0.1, 1]\n", 1);
+    assert_ne!(wrong, fixtures);
+    std::fs::write(project.join("tests/wrong.toml"), wrong).unwrap();
+    let out = Command::new(VIGIL)
+        .arg("test")
+        .args(plugin)
+        .args(["--fixtures", "tests/wrong.toml"])
+        .current_dir(project)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("FAIL  an account past its budget"), "{text}");
+    assert!(text.contains("expect #1 (record b2, plugin"), "{text}");
+    assert!(text.contains("- score in [0.1, 1]") && text.contains("+ score 0,"), "{text}");
+    let text = run(Command::new(VIGIL).arg("test").args(plugin).current_dir(project));
+    assert!(text.contains("1 tests: 1 passed, 0 failed"), "{text}");
+}
+
+/// Signs the plugin (with a budget of 3 requests a minute) under a new
+/// key, and drops it into a running `vigil serve` that requires
+/// signatures by that key: it goes live and fires on exactly the requests
+/// over its budget.
+fn ship(dir: &Path, name: &str, wasm: &Path, manifest: &Path) {
+    let staged = dir.join("staged");
+    std::fs::create_dir_all(&staged).unwrap();
+    std::fs::copy(wasm, staged.join(format!("{name}.wasm"))).unwrap();
     let manifest = std::fs::read_to_string(manifest).unwrap();
     assert!(manifest.contains("max_requests = 100"), "{manifest}");
-    std::fs::write(plugins.join(format!("{name}.toml")), manifest.replace("max_requests = 100", "max_requests = 3"))
+    std::fs::write(staged.join(format!("{name}.toml")), manifest.replace("max_requests = 100", "max_requests = 3"))
         .unwrap();
-    let check = run(Command::new(VIGIL).arg("check").arg(&installed));
-    assert!(check.contains("is a valid vigil plugin"), "{check}");
-}
+    let key = dir.join("vendor");
+    run(Command::new(VIGIL).arg("keygen").arg(&key));
+    run(Command::new(VIGIL)
+        .arg("sign")
+        .arg("--key")
+        .arg(key.with_extension("key"))
+        .arg(staged.join(format!("{name}.wasm"))));
+    let config = dir.join("vigil.toml");
+    std::fs::write(&config, format!("[trust]\nrequire_signatures = true\nkeys = [{:?}]\n", key.with_extension("pub")))
+        .unwrap();
+    let check =
+        run(Command::new(VIGIL).arg("--config").arg(&config).arg("check").arg(staged.join(format!("{name}.wasm"))));
+    assert!(check.contains("ok    signed by trusted key") && check.contains("is a valid vigil plugin"), "{check}");
 
-/// `vigil score` with the plugin alone fires on exactly the requests over
-/// its budget.
-fn assert_fires(dir: &Path, name: &str) {
     let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let mut serve = Command::new(VIGIL)
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--listen", "127.0.0.1:0", "--plugins"])
+        .arg(&plugins)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .env("VIGIL_ADMIN_TOKEN", "s3cret")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(serve.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()).expect(&line).to_string();
+    // Keep reading the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+
+    // The signature first, so the pair never lands unsigned.
+    for ext in ["sig", "toml", "wasm"] {
+        std::fs::copy(staged.join(format!("{name}.{ext}")), plugins.join(format!("{name}.{ext}"))).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let resp =
+            ureq::get(&format!("http://{addr}/v1/plugins")).set("Authorization", "Bearer s3cret").call().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&resp.into_string().unwrap()).unwrap();
+        let me = v["plugins"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned();
+        if me.as_ref().is_some_and(|p| p["state"] == "active") {
+            break;
+        }
+        assert!(me.as_ref().is_none_or(|p| p["last_error"].is_null()), "{v}");
+        assert!(Instant::now() < deadline, "{name} never went live: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     // Five requests from one account within a minute, two from another:
     // the fourth and fifth of the first are over the budget of 3.
     let mut log = String::new();
@@ -94,22 +174,16 @@ fn assert_fires(dir: &Path, name: &str) {
     for i in 0..2 {
         log += &format!("{{\"id\":\"q{i}\",\"ts_ms\":{},\"account\":\"quiet\"}}\n", 1_767_225_600_000i64 + i * 1000);
     }
-    std::fs::write(dir.join("log.ndjson"), log).unwrap();
-    run(Command::new(VIGIL)
-        .args(["score", "--plugins"])
-        .arg(&plugins)
-        .arg("--input")
-        .arg(dir.join("log.ndjson"))
-        .arg("--output")
-        .arg(dir.join("verdicts.ndjson"))
-        .arg("--state-dir")
-        .arg(dir.join("state")));
-    let verdicts = std::fs::read_to_string(dir.join("verdicts.ndjson")).unwrap();
-    let fired: Vec<String> = verdicts
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let resp = ureq::post(&format!("http://{addr}/v1/score")).send_string(&log).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&resp.into_string().unwrap()).unwrap();
+    let fired: Vec<&str> = v["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
         .filter(|v| v["signals"][0]["score"].as_f64().unwrap() > 0.0)
-        .map(|v| v["id"].as_str().unwrap().to_string())
+        .map(|v| v["id"].as_str().unwrap())
         .collect();
-    assert_eq!(fired, ["b3", "b4"], "{name}: {verdicts}");
+    assert_eq!(fired, ["b3", "b4"], "{name}: {v}");
+    serve.kill().unwrap();
+    serve.wait().unwrap();
 }

@@ -63,6 +63,7 @@ const HELP: &[(&str, &str, &str)] = &[
         "Links the campaign stage could not keep (campaigns.max_accounts or max_labels reached).",
     ),
     ("vigil_reloads_total", "counter", "Plugin reload attempts by outcome."),
+    ("vigil_shadow_reloads_total", "counter", "Reload attempts of candidates in shadow (shadow/), by outcome."),
     ("vigil_bad_input_total", "counter", "Request records refused as bad input."),
     ("vigil_guardrail_calls_total", "counter", "LiteLLM guardrail calls by input type and answer."),
     ("vigil_guardrail_failures_total", "counter", "Guardrail calls answered by the failure policy, by cause."),

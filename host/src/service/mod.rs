@@ -97,7 +97,8 @@ impl Server {
         reload::reconcile(&reconciler, &audit, &metrics, "start-up", false);
         // State of plugins no longer in the directory: kept for the grace
         // period, in case they come back, then dropped.
-        let present = registry.names();
+        let mut present = registry.names();
+        present.extend(registry.shadow_names().iter().map(|n| vigil_runtime::registry::shadow_namespace(n)));
         for name in state.names().into_iter().filter(|n| !present.contains(n)) {
             state.retire(&name);
         }
@@ -123,6 +124,8 @@ impl Server {
             scoring_slots: Arc::new(Semaphore::new(sv.max_concurrent_requests)),
             overrides,
             remote: remote.clone(),
+            plugins_dir: plugins.to_path_buf(),
+            reload: reload_tx.clone(),
             config: config.clone(),
         });
         http::raise_fd_limit();

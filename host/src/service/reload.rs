@@ -29,7 +29,8 @@ pub enum Trigger {
 pub fn reconcile(r: &Reconciler, audit: &Audit, metrics: &Metrics, cause: &str, force: bool) {
     for e in r.reload_all(cause, force) {
         let outcome = e.outcome.as_str().to_string();
-        metrics.add("vigil_reloads_total", vec![("plugin", e.plugin.clone()), ("outcome", outcome)], 1.0);
+        let metric = if e.shadow { "vigil_shadow_reloads_total" } else { "vigil_reloads_total" };
+        metrics.add(metric, vec![("plugin", e.plugin.clone()), ("outcome", outcome)], 1.0);
         let mut event = serde_json::to_value(&e).unwrap_or_default();
         event["event"] = json!("reload");
         audit.record(event);
@@ -94,7 +95,7 @@ fn reload_loop(
 }
 
 // The directory is watched, not the files, so rename-on-save, new and
-// deleted plugins all show up. A watcher error is logged and the periodic
+// deleted plugins all show up; recursively, for the candidates in shadow/. A watcher error is logged and the periodic
 // rescan covers what it may have missed.
 fn start_watcher(dir: &Path, tx: Sender<Trigger>) {
     use notify::{RecursiveMode, Watcher};
@@ -106,7 +107,7 @@ fn start_watcher(dir: &Path, tx: Sender<Trigger>) {
         Err(e) => tracing::warn!("plugin directory watcher: {e}"),
     };
     match notify::recommended_watcher(handler) {
-        Ok(mut w) => match w.watch(dir, RecursiveMode::NonRecursive) {
+        Ok(mut w) => match w.watch(dir, RecursiveMode::Recursive) {
             Ok(()) => {
                 // The watcher lives as long as the process.
                 std::mem::forget(w);

@@ -26,6 +26,7 @@ use crate::service::api::ApiError;
 use crate::service::audit::Audit;
 use crate::service::guardrail::{Gateway, GuardrailRequest, GuardrailResponse};
 use crate::service::http::{BodyBudget, ReadBody};
+use crate::service::reload::Trigger;
 use crate::service::remote::{Route, Slot};
 use crate::service::score::{LogScoring, ScoreResponse};
 
@@ -44,6 +45,10 @@ pub struct App {
     pub scoring_slots: Arc<tokio::sync::Semaphore>,
     pub overrides: Overrides,
     pub remote: Arc<Slot>,
+    /// The watched plugin directory (promotion moves files into it).
+    pub plugins_dir: std::path::PathBuf,
+    /// Wakes the reload thread.
+    pub reload: std::sync::mpsc::Sender<Trigger>,
 }
 
 impl App {
@@ -62,6 +67,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/cases", get(cases))
         .route("/v1/plugins/{name}/rollback", post(rollback))
         .route("/v1/plugins/{name}/mode", post(set_mode))
+        .route("/v1/plugins/{name}/shadow", get(shadow))
+        .route("/v1/plugins/{name}/promote", post(promote))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -199,6 +206,115 @@ async fn set_mode(
         "old_sha256": w.plugin.wasm_sha256, "new_sha256": w.plugin.wasm_sha256}));
     app.metrics.add("vigil_admin_actions_total", vec![("action", "mode".into())], 1.0);
     Ok(Json(json!({"plugin": name, "mode": mode})))
+}
+
+#[derive(Deserialize)]
+struct ShadowQuery {
+    #[serde(default = "ten")]
+    examples: usize,
+}
+
+fn ten() -> usize {
+    10
+}
+
+/// The candidate in shadow beside `name`'s live version, and what it would
+/// have changed on the traffic since it went in (`vigil replay`'s table).
+async fn shadow(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    Path(name): Path<String>,
+    Query(q): Query<ShadowQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let status = app.registry.status().into_iter().find(|s| s.name == name);
+    let Some(shadow) = status.as_ref().and_then(|s| s.shadow.clone()) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("{name} has no candidate in shadow: put NAME.wasm + NAME.toml in the plugin directory's shadow/"),
+        ));
+    };
+    let live = status.as_ref().and_then(|s| s.digest.clone());
+    let scorer = &app.scoring.scorer;
+    let tally = scorer.shadows.get(&name, |t| {
+        // Only the tally of this candidate against this live version.
+        let current =
+            shadow.digest.as_deref() == Some(&*t.candidate_digest) && t.live_digest.as_deref() == live.as_deref();
+        current.then(|| {
+            json!({"since": t.since_ms, "batches": t.batches, "errors": t.errors,
+            "comparison": t.comparison(q.examples.min(1000))})
+        })
+    });
+    Ok(Json(json!({"plugin": name, "live": {"version": status.as_ref().and_then(|s| s.version.clone()),
+        "digest": live}, "candidate": shadow, "scored": tally.flatten()})))
+}
+
+/// Makes the candidate in shadow the live version: its files move from
+/// `shadow/` into the plugin directory and the reload path loads them as
+/// any new version (the current one is kept for rollback).
+async fn promote(
+    State(app): State<Arc<App>>,
+    Admin(token): Admin,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(candidate) = app.registry.shadow(&name) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("{name} has no loaded candidate in shadow to promote"),
+        ));
+    };
+    let from = app.registry.active(&name).map(|w| w.plugin.digest.to_string());
+    let to = candidate.plugin.digest.to_string();
+    let dir = app.plugins_dir.clone();
+    let moved = tokio::task::spawn_blocking({
+        let name = name.clone();
+        move || promote_files(&dir, &name)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    moved.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("moving {name}'s files: {e}")))?;
+    let _ = app.reload.send(Trigger::Now("promote"));
+    let registry = app.registry.clone();
+    let live = tokio::task::spawn_blocking({
+        let (name, to) = (name.clone(), to.clone());
+        move || {
+            registry.wait_until(Duration::from_secs(60), |r| {
+                r.active(&name).is_some_and(|w| *w.plugin.digest == *to) || r.failed(&name)
+            }) && registry.active(&name).is_some_and(|w| *w.plugin.digest == *to)
+        }
+    })
+    .await
+    .unwrap_or(false);
+    app.scoring.scorer.shadows.forget(&name);
+    app.audit.record(json!({"event": "promote", "plugin": name, "token": token, "old_digest": from,
+        "new_digest": to, "live": live}));
+    app.metrics.add("vigil_admin_actions_total", vec![("action", "promote".into())], 1.0);
+    if !live {
+        let why = app.registry.status().into_iter().find(|s| s.name == name).and_then(|s| s.last_error);
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{name}: the promoted files did not go live: {}", why.unwrap_or_else(|| "not yet".into())),
+        ));
+    }
+    Ok(Json(json!({"plugin": name, "from": from, "to": to, "version": &*candidate.plugin.version})))
+}
+
+/// Moves `shadow/NAME.{sig,toml,wasm}` over `NAME.*`, the wasm last (a
+/// stale signature of the live version is removed, as it would not match).
+fn promote_files(dir: &std::path::Path, name: &str) -> std::io::Result<()> {
+    let shadow = dir.join(vigil_runtime::registry::reconcile::SHADOW_DIR);
+    let sig = shadow.join(format!("{name}.sig"));
+    if sig.exists() {
+        std::fs::rename(&sig, dir.join(format!("{name}.sig")))?;
+    } else {
+        match std::fs::remove_file(dir.join(format!("{name}.sig"))) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    for ext in ["toml", "wasm"] {
+        std::fs::rename(shadow.join(format!("{name}.{ext}")), dir.join(format!("{name}.{ext}")))?;
+    }
+    Ok(())
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {

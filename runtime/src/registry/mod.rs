@@ -31,6 +31,9 @@ pub struct LivePlugin {
 pub struct Snapshot {
     /// The live plugins, sorted by name.
     pub plugins: Vec<LivePlugin>,
+    /// Candidates in shadow, sorted by name: they score every batch beside
+    /// the live set; their signals are compared, never counted.
+    pub shadows: Vec<LivePlugin>,
 }
 
 impl Snapshot {
@@ -64,6 +67,8 @@ pub enum PluginState {
     Failed,
     /// Sitting out after repeated failures.
     Quarantined,
+    /// Only a candidate in shadow (`shadow/NAME.wasm`), nothing live.
+    Shadow,
 }
 
 /// What the admin API says about a plugin.
@@ -93,6 +98,29 @@ pub struct PluginStatus {
     pub last_error: Option<String>,
     /// A previous version is kept to roll back to.
     pub rollback_available: bool,
+    /// A candidate version in shadow, if there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowStatus>,
+}
+
+/// A candidate in shadow, as the admin API reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowStatus {
+    /// Its version, as its manifest gives it (none if it failed to load).
+    pub version: Option<String>,
+    /// Its build's digest.
+    pub digest: Option<String>,
+    /// When it started scoring in shadow, Unix milliseconds.
+    pub since: Option<i64>,
+    /// Why the last attempt to load it failed.
+    pub last_error: Option<String>,
+}
+
+/// The state namespace of `name`'s candidate in shadow: its own, so that
+/// it never writes the live version's counters.
+pub fn shadow_namespace(name: &str) -> String {
+    // '@' is not allowed in plugin names: no plugin can own this one.
+    format!("{name}@shadow")
 }
 
 #[derive(Default)]
@@ -109,6 +137,11 @@ struct Slot {
     /// When a failure that may pass (a full instance pool, a timeout under
     /// load) is to be tried again, and the backoff after that.
     retry: Option<(Instant, Duration)>,
+    /// A candidate version in shadow, when `shadow/NAME.wasm` is present.
+    shadow: Option<Arc<Worker>>,
+    shadow_since: Option<i64>,
+    shadow_tried: Option<Fingerprint>,
+    shadow_error: Option<String>,
 }
 
 /// The plugin set of a running host: the snapshot scoring reads, and the
@@ -204,7 +237,15 @@ impl Registry {
                 Some(LivePlugin { worker: w, mode })
             })
             .collect();
-        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot { plugins });
+        let shadows = slots
+            .values()
+            .filter_map(|s| {
+                let w = s.shadow.clone()?;
+                let mode = w.plugin.manifest.raw.mode;
+                Some(LivePlugin { worker: w, mode })
+            })
+            .collect();
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot { plugins, shadows });
         self.bump();
     }
 
@@ -274,17 +315,80 @@ impl Registry {
         self.bump();
     }
 
-    /// The plugin's files are gone: stop serving it.
+    /// The plugin's files are gone: stop serving it (a candidate in shadow
+    /// stays).
     pub fn remove(&self, name: &str) -> Option<Arc<Worker>> {
         let mut slots = self.slots();
-        let old = slots.remove(name).and_then(|s| s.active);
+        let old = match slots.get_mut(name) {
+            Some(s) if s.shadow_tried.is_some() => {
+                let shadow = (s.shadow.take(), s.shadow_since, s.shadow_tried.take(), s.shadow_error.take());
+                let old = std::mem::take(s).active;
+                (s.shadow, s.shadow_since, s.shadow_tried, s.shadow_error) = shadow;
+                old
+            }
+            _ => slots.remove(name).and_then(|s| s.active),
+        };
         self.publish(&slots);
         old
     }
 
-    /// Every plugin the registry knows of, serving or not, sorted.
+    /// Every plugin the registry knows of with files in the directory,
+    /// serving or not, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.slots().keys().cloned().collect()
+        self.slots().iter().filter(|(_, s)| s.tried.is_some() || s.active.is_some()).map(|(n, _)| n.clone()).collect()
+    }
+
+    /// Plugins with a candidate in shadow (or one that failed to load).
+    pub fn shadow_names(&self) -> Vec<String> {
+        self.slots().iter().filter(|(_, s)| s.shadow_tried.is_some()).map(|(n, _)| n.clone()).collect()
+    }
+
+    /// The candidate of `name` in shadow, if one is scoring.
+    pub fn shadow(&self, name: &str) -> Option<Arc<Worker>> {
+        self.slots().get(name).and_then(|s| s.shadow.clone())
+    }
+
+    /// The shadow files last tried for `name`, if any.
+    pub fn shadow_tried(&self, name: &str) -> Option<Fingerprint> {
+        self.slots().get(name).and_then(|s| s.shadow_tried.clone())
+    }
+
+    /// Puts `worker` in shadow beside its plugin's live version; returns
+    /// the candidate it replaces.
+    pub fn install_shadow(&self, worker: Arc<Worker>, tried: Fingerprint) -> Option<Arc<Worker>> {
+        let mut slots = self.slots();
+        let slot = slots.entry(worker.plugin.name.to_string()).or_default();
+        let old = slot.shadow.replace(worker);
+        slot.shadow_since = Some(now_ms());
+        slot.shadow_tried = Some(tried);
+        slot.shadow_error = None;
+        self.publish(&slots);
+        old
+    }
+
+    /// A candidate that failed to load: none is in shadow until it is fixed.
+    pub fn shadow_failed(&self, name: &str, error: &str, tried: Fingerprint) -> Option<Arc<Worker>> {
+        let mut slots = self.slots();
+        let slot = slots.entry(name.to_string()).or_default();
+        let old = slot.shadow.take();
+        slot.shadow_since = None;
+        slot.shadow_tried = Some(tried);
+        slot.shadow_error = Some(error.to_string());
+        self.publish(&slots);
+        old
+    }
+
+    /// The shadow files are gone (removed, or promoted).
+    pub fn remove_shadow(&self, name: &str) -> Option<Arc<Worker>> {
+        let mut slots = self.slots();
+        let slot = slots.get_mut(name)?;
+        let old = slot.shadow.take();
+        (slot.shadow_since, slot.shadow_tried, slot.shadow_error) = (None, None, None);
+        if slot.tried.is_none() && slot.active.is_none() {
+            slots.remove(name);
+        }
+        self.publish(&slots);
+        old
     }
 
     /// Swaps back to the previous version (the current one becomes the
@@ -328,6 +432,7 @@ impl Registry {
                     contract: p.map(|p| p.contract.0.clone()),
                     mode: p.map(|p| s.mode_override.unwrap_or(p.manifest.raw.mode)),
                     state: match &s.active {
+                        None if s.tried.is_none() && s.shadow_tried.is_some() => PluginState::Shadow,
                         None => PluginState::Failed,
                         Some(w) if lock(&w.health).quarantined() => PluginState::Quarantined,
                         Some(_) => PluginState::Active,
@@ -335,6 +440,12 @@ impl Registry {
                     loaded_at: s.loaded_at,
                     last_error: s.last_error.clone(),
                     rollback_available: s.previous.is_some(),
+                    shadow: s.shadow_tried.as_ref().map(|_| ShadowStatus {
+                        version: s.shadow.as_ref().map(|w| w.plugin.version.to_string()),
+                        digest: s.shadow.as_ref().map(|w| w.plugin.digest.to_string()),
+                        since: s.shadow_since,
+                        last_error: s.shadow_error.clone(),
+                    }),
                 }
             })
             .collect()

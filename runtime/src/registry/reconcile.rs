@@ -7,7 +7,7 @@
 //! what it did as events, for the caller's audit log and metrics.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -92,6 +92,10 @@ pub struct ReloadEvent {
     /// On failures: the wasm sha256 of the version still serving, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub still_serving: Option<String>,
+    /// The plugin's candidate in shadow (`shadow/NAME.*`), not its live
+    /// version.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
 impl ReloadEvent {
@@ -111,6 +115,7 @@ impl ReloadEvent {
             version: None,
             digest: None,
             still_serving: None,
+            shadow: false,
         }
     }
 
@@ -139,6 +144,10 @@ pub struct Reconciler {
 }
 
 const COMPILED_CACHE: usize = 32;
+
+/// The subdirectory of the plugin directory that holds candidates in
+/// shadow: `shadow/NAME.wasm` + `NAME.toml` runs beside the live `NAME`.
+pub const SHADOW_DIR: &str = "shadow";
 
 impl Reconciler {
     /// A reconciler of `dir` into `registry`, with plugin state from `state`.
@@ -205,7 +214,7 @@ impl Reconciler {
             if unchanged && !again {
                 continue;
             }
-            match self.load_one(&f, &shas.wasm) {
+            match self.load_one(&f, &shas.wasm, &self.dir, &f.name) {
                 Ok(worker) => {
                     let new = worker.plugin.clone();
                     let old = self.registry.install(Arc::new(worker), shas.clone());
@@ -218,6 +227,77 @@ impl Reconciler {
                     events.push(e);
                 }
                 Err(e) => events.push(self.fail(cause, &e, shas)),
+            }
+        }
+        events.extend(self.reload_shadows(cause));
+        events
+    }
+
+    /// Brings the candidates in shadow in line with `DIR/shadow/`: each
+    /// scores beside its plugin's live version on its own state, its
+    /// signals compared and never counted. Loaded like any version.
+    fn reload_shadows(&self, cause: &str) -> Vec<ReloadEvent> {
+        let dir = self.dir.join(SHADOW_DIR);
+        let (files, read_failures) = match read_dir(&dir, &self.config.plugin_files) {
+            Ok(v) => v,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), Vec::new()),
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), "cannot read the shadow directory: {e}");
+                return Vec::new();
+            }
+        };
+        let mut events = Vec::new();
+        let shadow_event = |name: &str, outcome| ReloadEvent { shadow: true, ..ReloadEvent::new(cause, name, outcome) };
+        for name in self.registry.shadow_names() {
+            let present = files.iter().any(|f| f.name == name) || read_failures.iter().any(|e| e.plugin == name);
+            if !present {
+                let old = self.registry.remove_shadow(&name);
+                self.state.retire(&crate::registry::shadow_namespace(&name));
+                events.push(ReloadEvent {
+                    old_sha256: old.map(|w| w.plugin.wasm_sha256.clone()),
+                    ..shadow_event(&name, Outcome::Removed)
+                });
+            }
+        }
+        for e in read_failures {
+            let tried =
+                Fingerprint { wasm: "unreadable".into(), manifest: sha256_hex(e.message.as_bytes()), sig: None };
+            if self.registry.shadow_tried(&e.plugin).as_ref() != Some(&tried) {
+                self.registry.shadow_failed(&e.plugin, &format!("{}: {}", e.kind, e.message), tried.clone());
+                events.push(ReloadEvent {
+                    kind: Some(e.kind),
+                    error: Some(e.message.clone()),
+                    ..shadow_event(&e.plugin, Outcome::Failed).files(&tried)
+                });
+            }
+        }
+        for f in files {
+            let shas = f.fingerprint();
+            if self.registry.shadow_tried(&f.name).as_ref() == Some(&shas) {
+                continue;
+            }
+            let ns = crate::registry::shadow_namespace(&f.name);
+            match self.load_one(&f, &shas.wasm, &dir, &ns) {
+                Ok(worker) => {
+                    let new = worker.plugin.clone();
+                    let old = self.registry.install_shadow(Arc::new(worker), shas.clone());
+                    tracing::info!(plugin = %f.name, version = %new.version, digest = %new.digest, "candidate in shadow");
+                    events.push(ReloadEvent {
+                        old_sha256: old.map(|w| w.plugin.wasm_sha256.clone()),
+                        version: Some(new.version.to_string()),
+                        digest: Some(new.digest.to_string()),
+                        ..shadow_event(&f.name, Outcome::Loaded).files(&shas)
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(plugin = %e.plugin, kind = %e.kind, "candidate not loaded: {}", e.message);
+                    self.registry.shadow_failed(&f.name, &format!("{}: {}", e.kind, e.message), shas.clone());
+                    events.push(ReloadEvent {
+                        kind: Some(e.kind),
+                        error: Some(e.message.clone()),
+                        ..shadow_event(&f.name, Outcome::Failed).files(&shas)
+                    });
+                }
             }
         }
         events
@@ -242,10 +322,12 @@ impl Reconciler {
     }
 
     /// Compile (or reuse), instantiate, init and smoke-test a candidate on a
-    /// throwaway state namespace, then start its real worker.
-    fn load_one(&self, f: &PluginFiles, wasm_sha: &str) -> Result<Worker, PluginError> {
+    /// throwaway state namespace, then start its real worker on the state
+    /// namespace `ns`. `dir` is where the files came from (for the trust
+    /// policy).
+    fn load_one(&self, f: &PluginFiles, wasm_sha: &str, dir: &Path, ns: &str) -> Result<Worker, PluginError> {
         // Before anything from the files runs, or is even compiled.
-        self.trust.check(&f.name, Some(&self.dir), &f.wasm, f.manifest.as_bytes(), f.sig.as_deref())?;
+        self.trust.check(&f.name, Some(dir), &f.wasm, f.manifest.as_bytes(), f.sig.as_deref())?;
         crate::plugin::manifest::PluginManifest::parse(
             &f.name,
             &f.manifest,
@@ -285,6 +367,6 @@ impl Reconciler {
             e.message = format!("smoke batch: {}", e.message);
             return Err(e);
         }
-        version.start(self.state.namespace(&f.name))
+        version.start(self.state.namespace(ns))
     }
 }

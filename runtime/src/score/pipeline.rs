@@ -22,6 +22,7 @@ use crate::registry::load::PluginSet;
 use crate::registry::{LivePlugin, Registry, Snapshot};
 use crate::score::campaigns::{Campaigns, Evidence};
 use crate::score::combine::{Decision, PluginResult, Verdict, verdicts};
+use crate::score::shadow::Shadows;
 use crate::util::lock;
 
 /// Scores batches with whatever plugin set is live when each batch starts.
@@ -36,6 +37,8 @@ pub struct Scorer {
     pub metrics: Arc<Metrics>,
     /// Accounts linked by shared evidence, across batches.
     pub campaigns: std::sync::Mutex<Campaigns>,
+    /// What candidates in shadow would have changed.
+    pub shadows: Shadows,
 }
 
 /// Per-plugin totals over a run.
@@ -68,6 +71,7 @@ impl Scorer {
             hasher: Hasher64::new(key),
             metrics,
             campaigns: std::sync::Mutex::new(Campaigns::new(config.campaigns.clone())),
+            shadows: Shadows::new(config.scoring.clone(), config.server.max_cases),
         }
     }
 
@@ -96,7 +100,7 @@ impl Scorer {
     /// workers score it while the caller submits the next batches.
     pub fn submit(&self, snap: Arc<Snapshot>, batch: Batch) -> InFlight {
         let batch = Arc::new(batch);
-        let replies = submit_all(snap.plugins.iter().map(|p| &*p.worker), &batch);
+        let replies = submit_all(snap.plugins.iter().chain(&snap.shadows).map(|p| &*p.worker), &batch);
         InFlight { snap, batch, replies }
     }
 
@@ -110,13 +114,17 @@ impl Scorer {
     /// cluster node shares it with the others).
     pub fn finish_with_evidence(&self, f: InFlight) -> (Vec<Verdict>, Vec<Outcome>, Vec<Evidence>) {
         let plugins = &f.snap.plugins;
-        let outcomes = collect_all(plugins.iter().map(|p| &*p.worker), f.replies);
+        let mut outcomes = collect_all(plugins.iter().chain(&f.snap.shadows).map(|p| &*p.worker), f.replies);
+        let shadow_outcomes = outcomes.split_off(plugins.len());
         let results: Vec<PluginResult<'_>> = plugins
             .iter()
             .zip(&outcomes)
             .map(|(p, o)| PluginResult { plugin: &p.worker.plugin, mode: p.mode, result: &o.result })
             .collect();
         let mut v = verdicts(&f.batch, &results, &self.scoring);
+        if !f.snap.shadows.is_empty() {
+            self.shadows.observe(&f.batch, &results, &v, &f.snap.shadows, &shadow_outcomes);
+        }
         let times: Vec<i64> = f.batch.records.iter().map(|r| r.ts_ms).collect();
         let evidence = {
             let mut c = lock(&self.campaigns);
