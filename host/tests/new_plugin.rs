@@ -187,3 +187,19 @@ fn ship(dir: &Path, name: &str, wasm: &Path, manifest: &Path) {
     serve.kill().unwrap();
     serve.wait().unwrap();
 }
+
+/// The SDK is a crate a vendor can take from a registry: `cargo package`
+/// builds it from the packaged files alone (its WIT included).
+#[test]
+fn the_sdk_packages_and_builds_from_its_package_alone() {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-package");
+    let text = run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["package", "-p", "vigil-sdk", "--allow-dirty"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env("CARGO_TARGET_DIR", &target));
+    assert!(text.contains("Verifying vigil-sdk"), "{text}");
+    let list = run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["package", "-p", "vigil-sdk", "--allow-dirty", "--list"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")));
+    assert!(list.lines().any(|l| l == "wit/detector.wit"), "{list}");
+}

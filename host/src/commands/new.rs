@@ -35,6 +35,7 @@ const PYTHON: &[(&str, &str)] = &[
 /// holds every file of `guest-sdk/`.
 const SDK: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../../../guest-sdk/Cargo.toml")),
+    ("README.md", include_str!("../../../guest-sdk/README.md")),
     ("wit/detector.wit", include_str!("../../../guest-sdk/wit/detector.wit")),
     ("src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
     ("src/batch.rs", include_str!("../../../guest-sdk/src/batch.rs")),
@@ -150,7 +151,7 @@ mod tests {
             .unwrap()
             .map(|e| format!("src/{}", e.unwrap().file_name().to_string_lossy()))
             .collect();
-        on_disk.extend(["Cargo.toml".to_string(), "wit/detector.wit".to_string()]);
+        on_disk.extend(["Cargo.toml", "README.md", "wit/detector.wit"].map(String::from));
         on_disk.sort();
         let mut listed: Vec<String> = SDK.iter().map(|(p, _)| p.to_string()).collect();
         listed.sort();
