@@ -89,6 +89,13 @@ fn a_candidate_in_shadow_is_compared_on_live_traffic_then_promoted() {
     assert_eq!(c["newly_flagged"][0]["account"], "busy", "{s}");
     assert!(c["no_longer_flagged"].as_array().unwrap().is_empty(), "{s}");
 
+    // A broken live reload meanwhile: the live version keeps serving, and
+    // the fix in shadow can still be promoted.
+    std::fs::write(dir.join("velocity.toml"), "version = \"0.1.2\"\n[config]\nwindow_mss = 1\n").unwrap();
+    let broken = server.registry.wait_until(Duration::from_secs(60), |r| status(r).last_error.is_some());
+    assert!(broken, "{:?}", status(&server.registry));
+    assert_eq!(server.registry.active("velocity").unwrap().plugin.digest.to_string(), live);
+
     // Promoted: the candidate's files become the plugin's, loaded by the
     // reload path; the previous version is kept for rollback.
     let resp = ureq::post(&format!("http://{addr}/v1/plugins/velocity/promote"))
@@ -97,6 +104,7 @@ fn a_candidate_in_shadow_is_compared_on_live_traffic_then_promoted() {
         .unwrap();
     let p: Value = serde_json::from_str(&resp.into_string().unwrap()).unwrap();
     assert_eq!((&p["from"], &p["to"]), (&live.as_str().into(), &candidate.as_str().into()), "{p}");
+    assert!(status(&server.registry).last_error.is_none());
     assert_eq!(server.registry.active("velocity").unwrap().plugin.digest.to_string(), candidate);
     assert!(std::fs::read_to_string(dir.join("velocity.toml")).unwrap().contains("account_requests = 5"));
     assert!(!shadow.join("velocity.wasm").exists());
@@ -105,5 +113,35 @@ fn a_candidate_in_shadow_is_compared_on_live_traffic_then_promoted() {
     assert!(status(&server.registry).rollback_available);
     let fired = score(&addr, "burst", 60);
     assert!(velocity_score(fired.last().unwrap()) > 0.0, "the promoted budget is live: {:?}", fired.last());
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_candidate_in_shadow_answers_to_the_plugin_directorys_signature_policy() {
+    let plugins = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let dir = plugins.path();
+    let manifest = wasm::bundled_manifest("velocity");
+    vigil_tests::write_plugin(dir, "velocity", wasm::bundled("velocity"), manifest);
+    let mut config = serve_config(state.path());
+    config.trust.require_signatures_in = vec![dir.to_path_buf()];
+    let server = Server::start(config, dir, "127.0.0.1:0").unwrap();
+    assert!(server.registry.active("velocity").is_some(), "the bundled build is trusted as built");
+
+    // Unsigned, and not the bundled build: refused in shadow/ as in the
+    // directory itself, so it never sees live traffic.
+    let shadow = dir.join("shadow");
+    std::fs::create_dir(&shadow).unwrap();
+    let patched = manifest.replace("account_requests = 240", "account_requests = 5");
+    vigil_tests::write_plugin(&shadow, "velocity", wasm::bundled("velocity"), &patched);
+    let refused = server.registry.wait_until(Duration::from_secs(60), |r| {
+        r.status().iter().any(|s| {
+            s.name == "velocity"
+                && s.shadow.as_ref().is_some_and(|c| c.last_error.as_ref().is_some_and(|e| e.contains("signature")))
+        })
+    });
+    assert!(refused, "{:?}", server.registry.status());
+    assert!(server.registry.shadow("velocity").is_none());
+    assert!(server.registry.snapshot().shadows.is_empty());
     server.stop().unwrap();
 }

@@ -5,7 +5,7 @@
 //! The candidate is the baseline with the plugins of `--candidate` laid
 //! over it (a hot-patch directory holds just the patched plugin). Each side
 //! scores the whole log through the same path as `vigil score`, from empty
-//! host state or from a copy of `--state-dir`'s snapshot; nothing is saved.
+//! host state or from `--state-dir`'s snapshot (read once); nothing is saved.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     baseline: Option<PathBuf>,
     /// Start both sides from this host state (DIR/state.bin, as `vigil
-    /// serve --state-dir` saves it); it is read, never written.
+    /// serve --state-dir` saves it); read once, never written.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Accounts shown each way.
@@ -50,7 +50,16 @@ pub struct Args {
 
 pub fn run(config: &Config, args: &Args) -> anyhow::Result<ExitCode> {
     let sets = Sets::read(config, args.baseline.as_deref(), &args.candidate)?;
-    let side = |candidate| replay(config, &sets, candidate, &args.input, args.state_dir.as_deref(), true);
+    // Read once, so both sides start from the same state even if a server
+    // snapshots over the file meanwhile; never written, never moved.
+    let state = match &args.state_dir {
+        Some(d) => {
+            let path = d.join(STATE_FILE);
+            Some(std::fs::read(&path).with_context(|| format!("--state-dir: {}", path.display()))?)
+        }
+        None => None,
+    };
+    let side = |candidate| replay(config, &sets, candidate, &args.input, state.as_deref(), true);
     let (baseline, candidate) = (side(false)?, side(true)?);
     let c = Comparison::new(&baseline, &candidate, args.examples);
     println!(
@@ -143,24 +152,20 @@ impl Sets {
     }
 }
 
-/// Scores the whole log with one side and takes what it flagged.
+/// Scores the whole log with one side, from empty host state or from
+/// `state` (a snapshot's bytes), and takes what it flagged.
 pub fn replay(
     config: &Config,
     sets: &Sets,
     candidate: bool,
     input: &Path,
-    state_dir: Option<&Path>,
+    state: Option<&[u8]>,
     progress: bool,
 ) -> anyhow::Result<Side> {
     let runtime = Runtime::with_config(&config.engine, true)?;
-    let state = match state_dir {
-        Some(d) => {
-            let (state, corrupt) = StateStore::restore_or_new(&d.join(STATE_FILE), config.state.clone());
-            if let Some(c) = corrupt {
-                bail!("host state in {} not restored: {c}", d.display());
-            }
-            state
-        }
+    let state = match state {
+        Some(bytes) => StateStore::from_bytes(bytes, config.state.clone())
+            .map_err(|e| anyhow::anyhow!("--state-dir: the host state snapshot does not load: {e}"))?,
         None => StateStore::new(config.state.clone()),
     };
     let scorer = Scorer::new(sets.load(&runtime, config, &state, candidate)?, config);

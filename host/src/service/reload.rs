@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use vigil_runtime::config::Server as ServerConfig;
 use vigil_runtime::metrics::Metrics;
-use vigil_runtime::registry::reconcile::Reconciler;
+use vigil_runtime::registry::reconcile::{Reconciler, ReloadEvent};
 
 use crate::service::audit::Audit;
 
@@ -22,16 +22,24 @@ pub enum Trigger {
     /// SIGHUP or an explicit request: reload now, and try every plugin that
     /// failed again even if its files did not change.
     Now(&'static str),
+    /// Promote the plugin's candidate in shadow (on this thread, so no
+    /// reload sees the files half moved); the reload's events, or why not.
+    Promote(String, Sender<Result<Vec<ReloadEvent>, String>>),
     Stop,
 }
 
 /// Runs the reconciler once and records what it did.
 pub fn reconcile(r: &Reconciler, audit: &Audit, metrics: &Metrics, cause: &str, force: bool) {
-    for e in r.reload_all(cause, force) {
+    record(&r.reload_all(cause, force), audit, metrics);
+}
+
+/// A reload's events into the audit log and the metrics.
+fn record(events: &[ReloadEvent], audit: &Audit, metrics: &Metrics) {
+    for e in events {
         let outcome = e.outcome.as_str().to_string();
         let metric = if e.shadow { "vigil_shadow_reloads_total" } else { "vigil_reloads_total" };
         metrics.add(metric, vec![("plugin", e.plugin.clone()), ("outcome", outcome)], 1.0);
-        let mut event = serde_json::to_value(&e).unwrap_or_default();
+        let mut event = serde_json::to_value(e).unwrap_or_default();
         event["event"] = json!("reload");
         audit.record(event);
     }
@@ -65,13 +73,27 @@ fn reload_loop(
 ) {
     let rescan = rescan.unwrap_or(Duration::from_secs(3600 * 24 * 365));
     let mut next_scan = Instant::now() + rescan;
+    // A trigger that arrived while file events were being gathered.
+    let mut pending: Option<Trigger> = None;
     loop {
         // Wake for the next rescan, or sooner for a failure due a retry.
         let now = Instant::now();
         let wake = r.next_retry().map_or(next_scan, |t| t.min(next_scan));
-        let (cause, force) = match rx.recv_timeout(wake.saturating_duration_since(now)) {
+        let next = match pending.take() {
+            Some(t) => Ok(t),
+            None => rx.recv_timeout(wake.saturating_duration_since(now)),
+        };
+        let (cause, force) = match next {
             Ok(Trigger::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Ok(Trigger::Now(c)) => (c, true),
+            Ok(Trigger::Promote(name, reply)) => {
+                let result = r.promote(&name);
+                if let Ok(events) = &result {
+                    record(events, audit, metrics);
+                }
+                let _ = reply.send(result);
+                continue;
+            }
             Err(RecvTimeoutError::Timeout) if Instant::now() >= next_scan => {
                 next_scan = Instant::now() + rescan;
                 ("rescan", false)
@@ -84,7 +106,11 @@ fn reload_loop(
                     match rx.recv_timeout(debounce) {
                         Ok(Trigger::Files) => continue,
                         Ok(Trigger::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                        Ok(Trigger::Now(_)) | Err(RecvTimeoutError::Timeout) => break,
+                        Ok(other) => {
+                            pending = Some(other);
+                            break;
+                        }
+                        Err(RecvTimeoutError::Timeout) => break,
                     }
                 }
                 ("files changed", false)
@@ -99,8 +125,15 @@ fn reload_loop(
 // rescan covers what it may have missed.
 fn start_watcher(dir: &Path, tx: Sender<Trigger>) {
     use notify::{RecursiveMode, Watcher};
+    // Only plugin files (and shadow/ itself) wake the reloader: a state
+    // directory or an exchange log kept under the plugin directory must not
+    // keep it gathering events forever.
+    let plugin_file = |p: &Path| {
+        p.extension().is_some_and(|e| e == "wasm" || e == "toml" || e == "sig")
+            || p.file_name().is_some_and(|n| n == vigil_runtime::registry::reconcile::SHADOW_DIR)
+    };
     let handler = move |res: notify::Result<notify::Event>| match res {
-        Ok(ev) if !ev.kind.is_access() => {
+        Ok(ev) if !ev.kind.is_access() && ev.paths.iter().any(|p| plugin_file(p)) => {
             let _ = tx.send(Trigger::Files);
         }
         Ok(_) => {}

@@ -235,22 +235,21 @@ async fn shadow(
     };
     let live = status.as_ref().and_then(|s| s.digest.clone());
     let scorer = &app.scoring.scorer;
-    let tally = scorer.shadows.get(&name, |t| {
-        // Only the tally of this candidate against this live version.
-        let current =
-            shadow.digest.as_deref() == Some(&*t.candidate_digest) && t.live_digest.as_deref() == live.as_deref();
-        current.then(|| {
+    // The tally of this candidate against this live version: none until a
+    // batch has been scored with both.
+    let tally = shadow.digest.as_deref().and_then(|c| {
+        scorer.shadows.get(&name, c, live.as_deref(), |t| {
             json!({"since": t.since_ms, "batches": t.batches, "errors": t.errors,
-            "comparison": t.comparison(q.examples.min(1000))})
+                "comparison": t.comparison(q.examples.min(1000))})
         })
     });
     Ok(Json(json!({"plugin": name, "live": {"version": status.as_ref().and_then(|s| s.version.clone()),
-        "digest": live}, "candidate": shadow, "scored": tally.flatten()})))
+        "digest": live}, "candidate": shadow, "scored": tally})))
 }
 
-/// Makes the candidate in shadow the live version: its files move from
-/// `shadow/` into the plugin directory and the reload path loads them as
-/// any new version (the current one is kept for rollback).
+/// Makes the candidate in shadow the live version: the reload thread moves
+/// its files from `shadow/` into the plugin directory and reloads, which
+/// loads them as any new version (the current one is kept for rollback).
 async fn promote(
     State(app): State<Arc<App>>,
     Admin(token): Admin,
@@ -264,27 +263,20 @@ async fn promote(
     };
     let from = app.registry.active(&name).map(|w| w.plugin.digest.to_string());
     let to = candidate.plugin.digest.to_string();
-    let dir = app.plugins_dir.clone();
-    let moved = tokio::task::spawn_blocking({
-        let name = name.clone();
-        move || promote_files(&dir, &name)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    moved.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("moving {name}'s files: {e}")))?;
-    let _ = app.reload.send(Trigger::Now("promote"));
-    let registry = app.registry.clone();
-    let live = tokio::task::spawn_blocking({
-        let (name, to) = (name.clone(), to.clone());
-        move || {
-            registry.wait_until(Duration::from_secs(60), |r| {
-                r.active(&name).is_some_and(|w| *w.plugin.digest == *to) || r.failed(&name)
-            }) && registry.active(&name).is_some_and(|w| *w.plugin.digest == *to)
-        }
-    })
-    .await
-    .unwrap_or(false);
+    let (tx, rx) = std::sync::mpsc::channel();
+    app.reload
+        .send(Trigger::Promote(name.clone(), tx))
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the reload thread has stopped"))?;
+    // A reload may be compiling ahead of it: allow for that.
+    let answer = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(300)))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|_| ApiError::new(StatusCode::GATEWAY_TIMEOUT, "the promotion did not finish in 300 s"))?;
+    if let Err(why) = answer {
+        return Err(ApiError::new(StatusCode::CONFLICT, why));
+    }
     app.scoring.scorer.shadows.forget(&name);
+    let live = app.registry.active(&name).is_some_and(|w| *w.plugin.digest == *to);
     app.audit.record(json!({"event": "promote", "plugin": name, "token": token, "old_digest": from,
         "new_digest": to, "live": live}));
     app.metrics.add("vigil_admin_actions_total", vec![("action", "promote".into())], 1.0);
@@ -292,29 +284,14 @@ async fn promote(
         let why = app.registry.status().into_iter().find(|s| s.name == name).and_then(|s| s.last_error);
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{name}: the promoted files did not go live: {}", why.unwrap_or_else(|| "not yet".into())),
+            format!(
+                "{name}: the candidate's files were moved into the plugin directory but did not go live: {}; the \
+                 previous version keeps serving",
+                why.unwrap_or_else(|| "no error recorded".into())
+            ),
         ));
     }
     Ok(Json(json!({"plugin": name, "from": from, "to": to, "version": &*candidate.plugin.version})))
-}
-
-/// Moves `shadow/NAME.{sig,toml,wasm}` over `NAME.*`, the wasm last (a
-/// stale signature of the live version is removed, as it would not match).
-fn promote_files(dir: &std::path::Path, name: &str) -> std::io::Result<()> {
-    let shadow = dir.join(vigil_runtime::registry::reconcile::SHADOW_DIR);
-    let sig = shadow.join(format!("{name}.sig"));
-    if sig.exists() {
-        std::fs::rename(&sig, dir.join(format!("{name}.sig")))?;
-    } else {
-        match std::fs::remove_file(dir.join(format!("{name}.sig"))) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
-    for ext in ["toml", "wasm"] {
-        std::fs::rename(shadow.join(format!("{name}.{ext}")), dir.join(format!("{name}.{ext}")))?;
-    }
-    Ok(())
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {

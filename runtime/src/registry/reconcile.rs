@@ -214,7 +214,7 @@ impl Reconciler {
             if unchanged && !again {
                 continue;
             }
-            match self.load_one(&f, &shas.wasm, &self.dir, &f.name) {
+            match self.load_one(&f, &shas.wasm, &f.name) {
                 Ok(worker) => {
                     let new = worker.plugin.clone();
                     let old = self.registry.install(Arc::new(worker), shas.clone());
@@ -229,14 +229,54 @@ impl Reconciler {
                 Err(e) => events.push(self.fail(cause, &e, shas)),
             }
         }
-        events.extend(self.reload_shadows(cause));
+        events.extend(self.reload_shadows(cause, force));
         events
+    }
+
+    /// Makes `name`'s candidate in shadow its live version: under the
+    /// reload lock, checks that `shadow/NAME.*` are still the files that
+    /// were loaded and compared, moves them over `NAME.*` (`.sig` and
+    /// `.toml` before `.wasm`; the live version's `.sig` goes when the
+    /// candidate has none), then reloads, which makes them live (the old
+    /// version kept for rollback) and ends the shadow. Returns the reload's
+    /// events; the registry says whether the candidate went live.
+    pub fn promote(&self, name: &str) -> Result<Vec<ReloadEvent>, String> {
+        {
+            let _one_at_a_time = lock(&self.busy);
+            let (Some(_), Some(tried)) = (self.registry.shadow(name), self.registry.shadow_tried(name)) else {
+                return Err(format!("{name} has no loaded candidate in shadow to promote"));
+            };
+            let shadow = self.dir.join(SHADOW_DIR);
+            let files = crate::plugin::files::read_plugin(&shadow, name, &self.config.plugin_files)
+                .map_err(|e| format!("shadow/{name}: {}: {}", e.kind, e.message))?;
+            if files.fingerprint() != tried {
+                return Err(format!(
+                    "shadow/{name} changed since the candidate in shadow was loaded: promote it once it has loaded"
+                ));
+            }
+            let file = |dir: &Path, ext: &str| dir.join(format!("{name}.{ext}"));
+            let moved = (|| -> std::io::Result<()> {
+                if files.sig.is_some() {
+                    std::fs::rename(file(&shadow, "sig"), file(&self.dir, "sig"))?;
+                } else if let Err(e) = std::fs::remove_file(file(&self.dir, "sig"))
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(e);
+                }
+                std::fs::rename(file(&shadow, "toml"), file(&self.dir, "toml"))?;
+                std::fs::rename(file(&shadow, "wasm"), file(&self.dir, "wasm"))
+            })();
+            moved.map_err(|e| format!("moving shadow/{name} into {}: {e}", self.dir.display()))?;
+        }
+        Ok(self.reload_all("promote", false))
     }
 
     /// Brings the candidates in shadow in line with `DIR/shadow/`: each
     /// scores beside its plugin's live version on its own state, its
     /// signals compared and never counted. Loaded like any version.
-    fn reload_shadows(&self, cause: &str) -> Vec<ReloadEvent> {
+    /// A candidate that failed to load is tried again when its files change
+    /// or on a forced reload (SIGHUP).
+    fn reload_shadows(&self, cause: &str, force: bool) -> Vec<ReloadEvent> {
         let dir = self.dir.join(SHADOW_DIR);
         let (files, read_failures) = match read_dir(&dir, &self.config.plugin_files) {
             Ok(v) => v,
@@ -262,7 +302,7 @@ impl Reconciler {
         for e in read_failures {
             let tried =
                 Fingerprint { wasm: "unreadable".into(), manifest: sha256_hex(e.message.as_bytes()), sig: None };
-            if self.registry.shadow_tried(&e.plugin).as_ref() != Some(&tried) {
+            if self.registry.shadow_tried(&e.plugin).as_ref() != Some(&tried) || force {
                 self.registry.shadow_failed(&e.plugin, &format!("{}: {}", e.kind, e.message), tried.clone());
                 events.push(ReloadEvent {
                     kind: Some(e.kind),
@@ -273,11 +313,12 @@ impl Reconciler {
         }
         for f in files {
             let shas = f.fingerprint();
-            if self.registry.shadow_tried(&f.name).as_ref() == Some(&shas) {
+            let unchanged = self.registry.shadow_tried(&f.name).as_ref() == Some(&shas);
+            if unchanged && !(force && self.registry.shadow(&f.name).is_none()) {
                 continue;
             }
             let ns = crate::registry::shadow_namespace(&f.name);
-            match self.load_one(&f, &shas.wasm, &dir, &ns) {
+            match self.load_one(&f, &shas.wasm, &ns) {
                 Ok(worker) => {
                     let new = worker.plugin.clone();
                     let old = self.registry.install_shadow(Arc::new(worker), shas.clone());
@@ -323,11 +364,11 @@ impl Reconciler {
 
     /// Compile (or reuse), instantiate, init and smoke-test a candidate on a
     /// throwaway state namespace, then start its real worker on the state
-    /// namespace `ns`. `dir` is where the files came from (for the trust
-    /// policy).
-    fn load_one(&self, f: &PluginFiles, wasm_sha: &str, dir: &Path, ns: &str) -> Result<Worker, PluginError> {
+    /// namespace `ns`. A candidate in `shadow/` answers to the plugin
+    /// directory's trust policy: it sees live traffic too.
+    fn load_one(&self, f: &PluginFiles, wasm_sha: &str, ns: &str) -> Result<Worker, PluginError> {
         // Before anything from the files runs, or is even compiled.
-        self.trust.check(&f.name, Some(dir), &f.wasm, f.manifest.as_bytes(), f.sig.as_deref())?;
+        self.trust.check(&f.name, Some(&self.dir), &f.wasm, f.manifest.as_bytes(), f.sig.as_deref())?;
         crate::plugin::manifest::PluginManifest::parse(
             &f.name,
             &f.manifest,

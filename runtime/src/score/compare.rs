@@ -10,7 +10,8 @@
 //!
 //! Memory: per side, one entry (about 200 bytes plus its detectors and
 //! clusters) per account something flagged, at most `max_accounts`;
-//! accounts past that are counted in `dropped`, not compared.
+//! the records of accounts past that are counted in `dropped`, not
+//! compared, and the comparison says it is incomplete.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -157,11 +158,13 @@ pub struct Comparison {
     pub newly_flagged: Vec<Example>,
     /// Accounts no longer flagged, highest baseline score first.
     pub no_longer_flagged: Vec<Example>,
-    /// Clusters only the candidate raised, with their accounts; and the reverse.
+    /// Clusters only the candidate raised, with their accounts.
     pub new_clusters: Vec<(String, usize)>,
     /// Clusters only the baseline raised.
     pub lost_clusters: Vec<(String, usize)>,
-    /// Accounts not compared because a side held `max_accounts`.
+    /// Flagged records (both sides together) of accounts a side did not
+    /// keep because it held `max_accounts`: when not 0, the counts are
+    /// incomplete (an account kept on one side only may show as a change).
     pub dropped: u64,
 }
 
@@ -244,7 +247,11 @@ impl Comparison {
             }
         }
         if self.dropped > 0 {
-            let _ = writeln!(t, "\n{} flagged accounts past the cap were not compared", self.dropped);
+            let _ = writeln!(
+                t,
+                "\nincomplete: {} flagged records of accounts past a side's cap (server.max_cases) were not compared",
+                self.dropped
+            );
         }
         t
     }
@@ -357,7 +364,11 @@ mod tests {
         s.observe(&v("a", 0.9, &[]));
         s.observe(&v("b", 0.9, &[]));
         s.observe(&v("a", 0.95, &[]));
-        assert_eq!((s.accounts.len(), s.dropped, s.requests), (1, 1, 3));
+        s.observe(&v("b", 0.9, &[]));
+        assert_eq!((s.accounts.len(), s.dropped, s.requests), (1, 2, 4), "records of b, not compared");
         assert_eq!(s.accounts["a"].score, 0.95);
+        let c = Comparison::new(&s, &Side::new(0.5, 1), 5);
+        assert_eq!(c.dropped, 2);
+        assert!(c.table().contains("incomplete: 2 flagged records"), "{}", c.table());
     }
 }

@@ -122,6 +122,7 @@ impl Scorer {
             .map(|(p, o)| PluginResult { plugin: &p.worker.plugin, mode: p.mode, result: &o.result })
             .collect();
         let mut v = verdicts(&f.batch, &results, &self.scoring);
+        self.shadows.prune(&f.snap.shadows);
         if !f.snap.shadows.is_empty() {
             self.shadows.observe(&f.batch, &results, &v, &f.snap.shadows, &shadow_outcomes);
         }

@@ -48,9 +48,15 @@ impl Tally {
     }
 }
 
-/// Every candidate's tally, by plugin name.
+/// Which tally a batch goes to: the plugin, the candidate's build, the live
+/// build. Keyed by all three, a batch still in flight on an older snapshot
+/// adds to the tally of what it was scored with, never resetting the
+/// current one.
+type Key = (Arc<str>, Arc<str>, Option<Arc<str>>);
+
+/// Every candidate's tallies.
 pub struct Shadows {
-    tallies: std::sync::Mutex<HashMap<String, Tally>>,
+    tallies: std::sync::Mutex<HashMap<Key, Tally>>,
     scoring: Scoring,
     /// Accounts each side keeps (`server.max_cases`).
     max_accounts: usize,
@@ -88,27 +94,17 @@ impl Shadows {
             swapped.push(PluginResult { plugin: cand, mode: shadow.mode, result: &outcome.result });
             let would = verdicts(batch, &swapped, scoring);
             let mut tallies = lock(&self.tallies);
-            let fresh = |tallies: &HashMap<String, Tally>| {
-                tallies
-                    .get(&*cand.name)
-                    .is_none_or(|t| t.candidate_digest != cand.digest || t.live_digest != live_digest)
-            };
-            if fresh(&tallies) {
-                tallies.insert(
-                    cand.name.to_string(),
-                    Tally {
-                        live_digest: live_digest.clone(),
-                        candidate_digest: cand.digest.clone(),
-                        candidate_version: cand.version.clone(),
-                        since_ms: now_ms(),
-                        batches: 0,
-                        errors: 0,
-                        live: Side::new(scoring.flag_threshold, max_accounts),
-                        candidate: Side::new(scoring.flag_threshold, max_accounts),
-                    },
-                );
-            }
-            let t = tallies.get_mut(&*cand.name).expect("inserted");
+            let key = (cand.name.clone(), cand.digest.clone(), live_digest.clone());
+            let t = tallies.entry(key).or_insert_with(|| Tally {
+                live_digest,
+                candidate_digest: cand.digest.clone(),
+                candidate_version: cand.version.clone(),
+                since_ms: now_ms(),
+                batches: 0,
+                errors: 0,
+                live: Side::new(scoring.flag_threshold, max_accounts),
+                candidate: Side::new(scoring.flag_threshold, max_accounts),
+            });
             t.batches += 1;
             t.errors += u64::from(outcome.result.is_err());
             for (l, c) in live.iter().zip(&would) {
@@ -118,14 +114,26 @@ impl Shadows {
         }
     }
 
-    /// The comparison for `name`'s candidate, if it has scored anything
-    /// (with its tally's counts).
-    pub fn get<T>(&self, name: &str, f: impl FnOnce(&Tally) -> T) -> Option<T> {
-        lock(&self.tallies).get(name).map(f)
+    /// The tally of `name`'s candidate build `candidate` against the live
+    /// build `live`, if that pair has scored anything.
+    pub fn get<T>(&self, name: &str, candidate: &str, live: Option<&str>, f: impl FnOnce(&Tally) -> T) -> Option<T> {
+        let key: Key = (name.into(), candidate.into(), live.map(Into::into));
+        lock(&self.tallies).get(&key).map(f)
     }
 
-    /// Forgets `name`'s tally (its candidate was promoted or removed).
+    /// Forgets every tally of `name` (its candidate was promoted).
     pub fn forget(&self, name: &str) {
-        lock(&self.tallies).remove(name);
+        lock(&self.tallies).retain(|k, _| *k.0 != *name);
+    }
+
+    /// Keeps only the tallies of candidates still in shadow (`shadows`, a
+    /// snapshot's): a removed candidate's memory goes with it.
+    pub(crate) fn prune(&self, shadows: &[LivePlugin]) {
+        let mut tallies = lock(&self.tallies);
+        if !tallies.is_empty() {
+            let current =
+                |k: &Key| shadows.iter().any(|s| s.worker.plugin.name == k.0 && s.worker.plugin.digest == k.1);
+            tallies.retain(|k, _| current(k));
+        }
     }
 }
