@@ -115,29 +115,13 @@ fn scratch_copy(scratch: &Path, name: &str, files: &[&str]) -> Result<PathBuf, S
 }
 
 /// componentize-py: on PATH, else the host tests' pip install under
-/// `target/tmp`, made if missing.
+/// `target/tmp`, made if missing (the tests' own helper).
 fn componentize_py() -> Result<Command, String> {
-    if Command::new("componentize-py").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        return Ok(Command::new("componentize-py"));
-    }
-    let site = workspace().join("target/tmp/componentize-py");
-    let cmd = || {
-        let mut c = Command::new("python3");
-        c.env("PYTHONPATH", &site).args([
-            "-c",
-            "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())",
-        ]);
-        c
-    };
-    if !cmd().arg("--version").output().is_ok_and(|o| o.status.success()) {
-        progress!("languages: pip install componentize-py==0.25.* into {}", site.display());
-        run(Command::new("python3")
-            .args(["-m", "pip", "install", "--upgrade", "--target"])
-            .arg(&site)
-            .arg("componentize-py==0.25.*"))?;
-    }
-    Ok(cmd())
+    python::componentize_py(&workspace().join("target/tmp/componentize-py"))
 }
+
+#[path = "../../host/tests/common/python.rs"]
+mod python;
 
 fn build_python(scratch: &Path) -> (String, Result<(Vec<u8>, f64), String>) {
     let mut tool = "componentize-py".to_string();

@@ -150,32 +150,24 @@ class Velocity:
         # All counter steps of the batch go to the host in one call; slots[i]
         # holds (dimension, step) pairs for request i.
         keys, nows, windows, deltas, slots = [], [], [], [], []
+
+        def step(slot, dim, k, now, window, delta):
+            slot.append((dim, len(keys)))
+            keys.append(k)
+            nows.append(now)
+            windows.append(window)
+            deltas.append(delta)
+
         for i in range(n):
             slot = []
             t = ts[i]
             if account[i]:
-                slot.append((0, len(keys)))
-                keys.append(key(ACCOUNT_REQS, account[i]))
-                nows.append(t)
-                windows.append(w)
-                deltas.append(1)
-                slot.append((1, len(keys)))
-                keys.append(key(ACCOUNT_TOKENS, account[i]))
-                nows.append(t)
-                windows.append(w)
-                deltas.append(min((ptok[i] or 0) + (ctok[i] or 0), U32))
+                step(slot, 0, key(ACCOUNT_REQS, account[i]), t, w, 1)
+                step(slot, 1, key(ACCOUNT_TOKENS, account[i]), t, w, min((ptok[i] or 0) + (ctok[i] or 0), U32))
             if api_key[i]:
-                slot.append((2, len(keys)))
-                keys.append(key(KEY_REQS, api_key[i]))
-                nows.append(t)
-                windows.append(w)
-                deltas.append(1)
+                step(slot, 2, key(KEY_REQS, api_key[i]), t, w, 1)
             if card[i]:
-                slot.append((3, len(keys)))
-                keys.append(key(PAYMENT_REQS, card[i]))
-                nows.append(t)
-                windows.append(pw)
-                deltas.append(1)
+                step(slot, 3, key(PAYMENT_REQS, card[i]), t, pw, 1)
             slots.append(slot)
         totals = counter_add(keys, nows, windows, deltas) if keys else []
 

@@ -70,7 +70,8 @@ fn a_new_python_project_builds_tests_signs_and_goes_live() {
     let tests = run(Command::new("python3").args(["-m", "unittest", "-v"]).current_dir(&project));
     let passed = |name: &str| tests.lines().any(|l| l.starts_with(name) && l.ends_with("... ok"));
     assert!(passed("test_flags_an_account_past_its_budget_and_not_another"), "{tests}");
-    run(componentize_py()
+    run(componentize_py(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("componentize-py"))
+        .unwrap()
         .args(["-d", "wit", "-w", "detector", "componentize", "app", "-o", "pyburst.wasm"])
         .current_dir(&project));
     vigil_test(&project, &["pyburst.wasm"]);

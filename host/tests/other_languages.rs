@@ -151,7 +151,8 @@ fn the_python_port_of_velocity_scores_as_the_rust_plugin() {
     }
 
     let start = Instant::now();
-    run(python::componentize_py()
+    run(python::componentize_py(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("componentize-py"))
+        .unwrap()
         .arg("-d")
         .arg(repo().join("wit"))
         .args(["-w", "detector", "componentize", "app", "-o", "velocity-py.wasm"])
