@@ -321,10 +321,15 @@ impl Registry {
         let mut slots = self.slots();
         let old = match slots.get_mut(name) {
             Some(s) if s.shadow_tried.is_some() => {
-                let shadow = (s.shadow.take(), s.shadow_since, s.shadow_tried.take(), s.shadow_error.take());
-                let old = std::mem::take(s).active;
-                (s.shadow, s.shadow_since, s.shadow_tried, s.shadow_error) = shadow;
-                old
+                // Only the live side goes; the candidate in shadow stays.
+                let kept = Slot {
+                    shadow: s.shadow.take(),
+                    shadow_since: s.shadow_since,
+                    shadow_tried: s.shadow_tried.take(),
+                    shadow_error: s.shadow_error.take(),
+                    ..Slot::default()
+                };
+                std::mem::replace(s, kept).active
             }
             _ => slots.remove(name).and_then(|s| s.active),
         };
